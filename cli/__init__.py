@@ -1,0 +1,1 @@
+"""The `imis-lite` command line (installed as imis_lite.cli)."""

@@ -1,0 +1,75 @@
+"""Read ../shared/corpus: the only images this project trains or calibrates on.
+
+Selection is by ``license_class`` so that what ships records exactly which classes it was built from.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
+
+
+@dataclass(frozen=True)
+class CorpusImage:
+    path: Path
+    mask_path: Path | None
+    source: str
+    modality: str
+    license_class: str
+
+    def image(self) -> np.ndarray:
+        """(H, W) uint8 grey or (H, W, 3) uint8 RGB."""
+        image = cv2.imread(str(self.path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise OSError(f"cannot read {self.path}")
+        if image.ndim == 3:
+            image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+        return image
+
+    def mask(self) -> np.ndarray:
+        """(H, W) uint8 label map, 0 = background."""
+        assert self.mask_path is not None
+        return cv2.imread(str(self.mask_path), cv2.IMREAD_UNCHANGED)
+
+
+def read_corpus(root: str | Path, license_classes: tuple[str, ...] = ("permissive",)) -> list[CorpusImage]:
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: point --corpus at the shared corpus folder")
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        CorpusImage(
+            root / row["path"],
+            root / row["mask_path"] if row["has_mask"] == "1" and row["mask_path"] else None,
+            row["source"],
+            row["modality"],
+            row["license_class"],
+        )
+        for row in rows
+        if row["license_class"] in license_classes
+    ]
+
+
+def stratified_sample(images: list[CorpusImage], count: int, seed: int) -> list[CorpusImage]:
+    """``count`` images spread over sources round-robin, so small sources are not drowned by large ones."""
+    rng = random.Random(seed)
+    by_source: dict[str, list[CorpusImage]] = {}
+    for image in images:
+        by_source.setdefault(image.source, []).append(image)
+    for group in by_source.values():
+        rng.shuffle(group)
+    picked: list[CorpusImage] = []
+    while len(picked) < count and any(by_source.values()):
+        for source in sorted(by_source):
+            if by_source[source] and len(picked) < count:
+                picked.append(by_source[source].pop())
+    return picked

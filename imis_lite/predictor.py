@@ -1,0 +1,195 @@
+"""The Segmenter: embed an image once, then answer box, click and mask prompts with the decoder alone."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bundle import DEFAULT_MODEL, Bundle, load_bundle
+from .engines import Engine, create_engine
+from .errors import ImageError, PromptError
+from .geometry import ResizeLongestSide
+from .preprocess import encoder_input
+from .prompts import PromptEncoder
+
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    embedding: np.ndarray  # (1, C, h, w)
+    geometry: ResizeLongestSide
+
+
+def _image_key(image: np.ndarray) -> str:
+    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
+    digest.update(f"{image.shape}{image.dtype}".encode())
+    return digest.hexdigest()
+
+
+class Segmenter:
+    """Interactive segmentation of 2D images (segment-anything's predictor, without torch).
+
+    ``Segmenter("litemedsam", engine="openvino", precision="int8", threads=2)``; ``set_image`` then any
+    number of ``predict`` calls. Embeddings of the last ``cache_size`` images are kept, so going back to a
+    slice already seen costs only the decoder.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        engine: str = "onnxruntime",
+        precision: str = "fp32",
+        device: str = "CPU",
+        threads: int | None = None,
+        cache_size: int = 256,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+        self.bundle: Bundle = load_bundle(model)
+        variant = self.bundle.variant(engine, precision)
+        paths = {role: [self.bundle.verified_path(f) for f in files] for role, files in variant.items()}
+        self.prompt_encoder = PromptEncoder.from_npz(self.bundle.verified_path(self.bundle.manifest["prompt_encoder"]))
+        self.encoder: Engine = create_engine(engine, paths["encoder"][0], device, threads)
+        self.decoder: Engine = create_engine(engine, paths["decoder"][0], device, threads)
+        self.engine, self.precision = engine, precision
+        self._cache: OrderedDict[str, _Embedded] = OrderedDict()
+        self._cache_size = cache_size
+        self._current: _Embedded | None = None
+
+    def describe(self) -> str:
+        """One line naming model, engine, device and the precision that actually runs."""
+        return (
+            f"{self.bundle.name} on {self.engine} ({self.encoder.device}), weights {self.precision}, "
+            f"arithmetic {self.encoder.inference_precision}"
+        )
+
+    # -- image ---------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray) -> None:
+        """Embed a 2D image: (H, W) grey or (H, W, 3) RGB, any numeric dtype, x = column."""
+        image = np.asarray(image)
+        key = _image_key(image)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._current = self._cache[key]
+            return
+        tensor, geometry = encoder_input(image, self.bundle.input_size)
+        embedding = self.encoder.run({"image": tensor})["image_embeddings"]
+        self._current = _Embedded(embedding, geometry)
+        self._cache[key] = self._current
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self._require_image().geometry.shape
+
+    def _require_image(self) -> _Embedded:
+        if self._current is None:
+            raise ImageError("no image set: call set_image(image) before predict()")
+        return self._current
+
+    # -- prompts -------------------------------------------------------------------------------
+    def predict(
+        self,
+        box: np.ndarray | list | None = None,
+        points: np.ndarray | list | None = None,
+        labels: np.ndarray | list | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for one prompt or a batch of prompts on the current image.
+
+        box: (4,) or (N, 4) x0 y0 x1 y1, corners inclusive, in pixels of the original image (x = column).
+        points: (K, 2) or (N, K, 2) x, y pixels; labels: (K,) or (N, K), 1 = foreground, 0 = background
+        (default all 1). mask_input: low-res logits of an earlier call, (L, L), (1, L, L) or (N, 1, L, L).
+        Returns masks (C, H, W) bool, scores (C,), low_res_logits (C, L, L), with C = 1, or 3 if
+        ``multimask``; a batch of N prompts puts N in front: (N, C, H, W), (N, C), (N, C, L, L).
+        """
+        current = self._require_image()
+        geometry = current.geometry
+        boxes, point_xy, point_labels, masks, batched = self._normalise(box, points, labels, mask_input, geometry.shape)
+        sparse, dense = self.prompt_encoder.encode(
+            points=None if point_xy is None else geometry.apply_coords(point_xy),
+            labels=point_labels,
+            boxes=None if boxes is None else geometry.apply_boxes(boxes),
+            masks=masks,
+        )
+        out = self.decoder.run(
+            {"image_embeddings": current.embedding, "sparse_prompt": sparse, "dense_prompt": dense}
+        )
+        chosen = slice(1, None) if multimask else slice(0, 1)
+        low_res = out["low_res_logits"][:, chosen]
+        scores = out["iou_scores"][:, chosen]
+        n, c, size = low_res.shape[0], low_res.shape[1], low_res.shape[-1]
+        logits = geometry.logits_to_image(low_res.reshape(n * c, size, size), self.bundle.low_res_size)
+        result_masks = (logits > 0).reshape(n, c, *geometry.shape)
+        if not batched:
+            return result_masks[0], scores[0], low_res[0]
+        return result_masks, scores, low_res
+
+    def _normalise(self, box, points, labels, mask_input, shape):
+        """Validate prompts against the image and bring them to batched arrays."""
+        height, width = shape
+        batch_sizes = []
+        batched = False
+        boxes = None
+        if box is not None:
+            boxes = np.asarray(box, dtype=np.float64)
+            batched |= boxes.ndim == 2
+            boxes = boxes.reshape(-1, 4) if boxes.size else boxes
+            if boxes.ndim != 2 or boxes.shape[1] != 4:
+                raise PromptError(f"box must be x0 y0 x1 y1 or an (N, 4) array, got shape {np.shape(box)}")
+            _check_inside(boxes.reshape(-1, 2), width, height, "box corner")
+            if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
+                raise PromptError("box needs x1 >= x0 and y1 >= y0 (x0 y0 x1 y1)")
+            batch_sizes.append(len(boxes))
+        point_xy = point_labels = None
+        if points is not None:
+            point_xy = np.asarray(points, dtype=np.float64)
+            if point_xy.ndim == 2:
+                point_xy = point_xy[None]
+            else:
+                batched = True
+            if point_xy.ndim != 3 or point_xy.shape[-1] != 2 or point_xy.shape[1] == 0:
+                raise PromptError(f"points must be (K, 2) or (N, K, 2) x y pixels, got shape {np.shape(points)}")
+            _check_inside(point_xy.reshape(-1, 2), width, height, "point")
+            point_labels = np.ones(point_xy.shape[:2]) if labels is None else np.asarray(labels, dtype=np.float64)
+            point_labels = point_labels.reshape(-1, point_xy.shape[1]) if point_labels.ndim == 1 else point_labels
+            if point_labels.shape[-1] != point_xy.shape[1] or not np.isin(point_labels, (0, 1)).all():
+                raise PromptError("labels must give 1 (foreground) or 0 (background) for each point")
+            batch_sizes.append(len(point_xy))
+        elif labels is not None:
+            raise PromptError("labels given without points")
+        masks = None
+        if mask_input is not None:
+            masks = np.asarray(mask_input, dtype=np.float32)
+            size = self.bundle.low_res_size
+            masks = masks.reshape(-1, 1, size, size) if masks.size % (size * size) == 0 else None
+            if masks is None:
+                raise PromptError(f"mask_input must be low-res logits of shape ({size}, {size}) per prompt")
+            batch_sizes.append(len(masks))
+        if not batch_sizes:
+            raise PromptError("give at least one prompt: box, points or mask_input")
+        n = max(batch_sizes)
+        if any(b not in (1, n) for b in batch_sizes):
+            raise PromptError(f"prompt batches disagree in size: {batch_sizes}")
+        if boxes is not None and len(boxes) != n:
+            boxes = np.repeat(boxes, n, axis=0)
+        if point_xy is not None and len(point_xy) != n:
+            point_xy, point_labels = np.repeat(point_xy, n, axis=0), np.repeat(point_labels, n, axis=0)
+        if masks is not None and len(masks) != n:
+            masks = np.repeat(masks, n, axis=0)
+        return boxes, point_xy, point_labels, masks, batched or n > 1
+
+
+def _check_inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
+    if not np.isfinite(xy).all():
+        raise PromptError(f"{what} coordinates must be finite numbers")
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width - 1) | (xy[:, 1] < 0) | (xy[:, 1] > height - 1)
+    if outside.any():
+        x, y = xy[np.argmax(outside)]
+        raise PromptError(f"{what} ({x:g}, {y:g}) lies outside the {width}x{height} image (x in 0..{width - 1}, y in 0..{height - 1})")

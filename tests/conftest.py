@@ -1,0 +1,39 @@
+"""Shared fixtures: the real cases in ../shared/data and the PyTorch LiteMedSAM reference."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(os.environ.get("IMIS_LITE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+DATA = SHARED / "data"
+
+
+def load_case(relative: str) -> dict:
+    with np.load(DATA / relative, allow_pickle=False) as case:
+        out = {key: case[key] for key in case.files}
+    out["labels"] = json.loads(str(out["labels"]))
+    return out
+
+
+def cases_2d() -> list[str]:
+    manifest = json.loads((DATA / "manifest.json").read_text())
+    return [c["file"] for c in manifest["cases"] if c["ndim"] == 2]
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    from imis_lite.distill.teachers import load_litemedsam
+
+    return load_litemedsam()
+
+
+@pytest.fixture(scope="session")
+def reference(teacher):
+    from imis_lite.distill.reference import TorchReference
+
+    return TorchReference(teacher)
