@@ -1,0 +1,166 @@
+"""A whole segmentation job: prompts in voxel (or world) coordinates -> one label map for the scan.
+
+This is what ``imis-lite segment`` runs; it validates every prompt against the scan before any model runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PromptError
+from .intensity import infer_modality, to_uint8
+from .io.scan import Scan
+from .predictor import Segmenter
+from .volume import ObjectPrompt, segment_object
+
+
+@dataclass
+class RawObject:
+    """One object as typed by a user: a box of 4 or 6 numbers, a slice, clicks of 2 or 3 numbers."""
+
+    box: Sequence[float] | None = None
+    slice_index: int | None = None
+    points: list[Sequence[float]] = field(default_factory=list)
+    neg_points: list[Sequence[float]] = field(default_factory=list)
+
+
+def read_prompt_file(path: Path) -> tuple[list[RawObject], str | None]:
+    """JSON: ``{"coords": "voxel"|"world", "objects": [{"box": [...], "slice": z, "points": [[...]],
+    "neg_points": [[...]]}, ...]}`` or just the list of objects."""
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise PromptError(f"{path}: not a readable JSON prompt file ({error})") from None
+    objects = spec.get("objects") if isinstance(spec, dict) else spec
+    if not isinstance(objects, list) or not objects:
+        raise PromptError(f"{path}: expected a non-empty list of objects")
+    raw = []
+    for i, item in enumerate(objects):
+        if not isinstance(item, dict):
+            raise PromptError(f"{path}: object {i} is not a JSON object")
+        raw.append(RawObject(item.get("box"), item.get("slice"), item.get("points", []), item.get("neg_points", [])))
+    return raw, spec.get("coords") if isinstance(spec, dict) else None
+
+
+def _to_voxel(scan: Scan, xyz: np.ndarray) -> np.ndarray:
+    """World mm (RAS, as the affine maps) -> voxel indices, for (N, 3) points."""
+    homogeneous = np.c_[xyz, np.ones(len(xyz))]
+    return (np.linalg.inv(scan.affine) @ homogeneous.T).T[:, :3]
+
+
+def _bounds(scan: Scan) -> tuple[int, ...]:
+    """Upper bound (exclusive) of x, y[, z] in prompt coordinates."""
+    if scan.is_volume:
+        return scan.data.shape[:3]
+    height, width = scan.data.shape[:2]
+    return width, height
+
+
+def _check(values: np.ndarray, bounds: tuple[int, ...], what: str) -> None:
+    names = "xyz"
+    for axis, (value, limit) in enumerate(zip(values, bounds)):
+        if not np.isfinite(value) or value < 0 or value > limit - 1:
+            raise PromptError(f"{what}: {names[axis]} = {value:g} is outside the image ({names[axis]} in 0..{limit - 1})")
+
+
+def resolve(scan: Scan, raw: RawObject, world: bool = False) -> ObjectPrompt:
+    """Check one object's prompt against the scan and express it as voxel indices."""
+    three_d = scan.is_volume
+    depth = scan.data.shape[2] if three_d else 1
+    bounds = _bounds(scan)
+    prompt = ObjectPrompt()
+    if raw.box is not None:
+        box = np.asarray(raw.box, dtype=float)
+        if box.size == 6 and three_d:
+            corners = box.reshape(2, 3)
+            if world:
+                corners = _to_voxel(scan, corners)
+                corners = np.sort(corners, axis=0)
+            if np.any(corners[1] < corners[0]):
+                raise PromptError(f"box {list(raw.box)}: needs x1 >= x0, y1 >= y0, z1 >= z0 (x0 y0 z0 x1 y1 z1)")
+            for corner in corners:
+                _check(corner, bounds, "box corner")
+            prompt.box = (corners[0, 0], corners[0, 1], corners[1, 0], corners[1, 1])
+            prompt.z_range = (int(round(corners[0, 2])), int(round(corners[1, 2])))
+        elif box.size == 4:
+            corners = box.reshape(2, 2)
+            if np.any(corners[1] < corners[0]):
+                raise PromptError(f"box {list(raw.box)}: needs x1 >= x0 and y1 >= y0 (x0 y0 x1 y1)")
+            if three_d:
+                if raw.slice_index is None and depth > 1:
+                    raise PromptError("a 2D box on a volume needs --slice z (or give a 3D box x0 y0 z0 x1 y1 z1)")
+                z = 0 if raw.slice_index is None else raw.slice_index
+                if world:
+                    corners = np.sort(_to_voxel(scan, np.c_[corners, [z, z]])[:, :2], axis=0)
+                _check(np.array([0, 0, z], float), bounds, "--slice")
+                prompt.slice_index = int(z)
+            for corner in corners:
+                _check(corner, bounds[:2], "box corner")
+            prompt.box = (corners[0, 0], corners[0, 1], corners[1, 0], corners[1, 1])
+        else:
+            wanted = "x0 y0 x1 y1 or x0 y0 z0 x1 y1 z1" if three_d else "x0 y0 x1 y1"
+            raise PromptError(f"box {list(raw.box)}: expected 4 or 6 numbers ({wanted})")
+    for label, points in ((1, raw.points), (0, raw.neg_points)):
+        for point in points:
+            xyz = np.asarray(point, dtype=float)
+            if three_d:
+                if xyz.size == 2:
+                    z = prompt.slice_index if prompt.slice_index is not None else (0 if depth == 1 else None)
+                    if z is None:
+                        raise PromptError(f"point {list(point)}: on a volume give x y z")
+                    xyz = np.r_[xyz, z]
+                if xyz.size != 3:
+                    raise PromptError(f"point {list(point)}: expected x y z")
+                if world:
+                    xyz = _to_voxel(scan, xyz[None])[0]
+            elif xyz.size != 2:
+                raise PromptError(f"point {list(point)}: expected x y")
+            _check(xyz, bounds, "point")
+            z = int(round(xyz[2])) if three_d else 0
+            prompt.points.append((float(xyz[0]), float(xyz[1]), z, label))
+    if prompt.box is None and not prompt.points:
+        raise PromptError("each object needs a box or a point")
+    if prompt.box is None and not any(p[3] == 1 for p in prompt.points):
+        raise PromptError("an object given by clicks needs at least one foreground --point")
+    if prompt.z_range is None and prompt.points:
+        start = prompt.slice_index if prompt.slice_index is not None else prompt.points[0][2]
+        if any(p[2] != start for p in prompt.points):
+            raise PromptError("all clicks of one object must lie on the slice being segmented")
+        prompt.slice_index = start
+    return prompt
+
+
+def segment_scan(
+    segmenter: Segmenter,
+    scan: Scan,
+    prompts: list[ObjectPrompt],
+    modality: str | None = None,
+    window: tuple[float, float] | None = None,
+    on_slice: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Label map with the scan's spatial shape; object i of ``prompts`` gets label i + 1 (later ones win)."""
+    modality = modality or scan.modality or infer_modality(scan.data)
+    image = to_uint8(scan.data, modality, window)
+    labels = np.zeros(scan.spatial_shape, dtype=np.uint16 if len(prompts) > 255 else np.uint8)
+    for label, prompt in enumerate(prompts, start=1):
+        if scan.is_volume:
+            masks = segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], prompt, on_slice)
+            for k, mask in masks.items():
+                labels[:, :, k][mask.T] = label
+        else:
+            segmenter.set_image(image)
+            points = prompt.points
+            mask, _, _ = segmenter.predict(
+                box=None if prompt.box is None else np.asarray(prompt.box),
+                points=[[p[0], p[1]] for p in points] if points else None,
+                labels=[p[3] for p in points] if points else None,
+            )
+            labels[mask[0]] = label
+            if on_slice:
+                on_slice()
+    return labels
