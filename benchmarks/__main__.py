@@ -1,6 +1,9 @@
-"""python -m imis_lite.benchmarks [--out DIR] [--engines ...] [--precisions ...] [--rounds N] [--threads N]
+"""python -m imis_lite.benchmarks --data ../shared/data --out bench-out [--quick] [--engines ...] [--precisions ...]
 
-Prints a markdown table and writes speed.json (raw numbers, machine) and speed.png to --out.
+Every shipped model x engine x precision, with PyTorch LiteMedSAM first when torch is installed: accuracy
+(box DSC/NSD in 2D and 3D, DSC after each of 5 corrective clicks), speed (encoder median/p90, decoder per
+prompt, 3D case seconds), peak RSS, size on disk, CLI cold start. Prints a markdown table; writes
+results.json, scores_<variant>.json and PNG plots to --out.
 """
 
 from __future__ import annotations
@@ -15,50 +18,98 @@ import numpy as np
 
 from imis_lite.bundle import available_models, load_bundle
 from imis_lite.demo import boxes_from_labels, sample_path
+from imis_lite.predictor import Segmenter
 
+from .accuracy import evaluate, save_scores, summarise
 from .machine import describe_machine
-from .report import speed_plot, speed_table
-from .speed import Variant, measure
+from .memory import cli_cold_start_s, peak_rss_mb
+from .report import accuracy_plot, clicks_plot, results_table
+from .speed import measure
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def find_cases(data: Path, quick: bool) -> list[Path]:
+    cases = sorted(data.rglob("*.npz"))
+    if not cases:
+        raise SystemExit(f"no .npz cases under {data}")
+    if quick:  # the two smallest 2D cases: the whole pipeline in seconds
+        two_d = [c for c in cases if "cases_3d" not in str(c)]
+        return sorted(two_d, key=lambda c: c.stat().st_size)[:2]
+    return cases
+
+
+def make_segmenters(models, engines, precisions, threads: int, torch_reference: bool) -> dict[str, object]:
+    segmenters: dict[str, object] = {}
+    if torch_reference:
+        import torch
+        from imis_lite.distill.reference import TorchSegmenter
+        from imis_lite.distill.teachers import load_litemedsam
+
+        torch.set_num_threads(threads)
+        segmenters["litemedsam pytorch fp32"] = TorchSegmenter(load_litemedsam())
+    for model in models:
+        bundle = load_bundle(model)
+        for engine in engines:
+            for precision in precisions:
+                if precision in bundle.precisions(engine):
+                    segmenters[f"{model} {engine} {precision}"] = Segmenter(model, engine=engine, precision=precision, threads=threads)
+    return segmenters
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imis_lite.benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of challenge-form .npz cases")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--models", nargs="+", default=None, help="bundles (default: all found)")
     parser.add_argument("--engines", nargs="+", default=["onnxruntime", "openvino"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=None, help="timed encoder runs per variant (10; 3 with --quick)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="3 rounds")
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--jitter", type=int, default=0, help="move each box edge by up to N pixels (seeded)")
+    parser.add_argument("--quick", action="store_true", help="the two smallest 2D cases, 3 timed rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference row")
     args = parser.parse_args(argv)
-    models = args.models or sorted(available_models())
-    variants = [
-        Variant(model, engine, precision)
-        for model in models
-        for engine in args.engines
-        for precision in args.precisions
-        if precision in load_bundle(model).precisions(engine)
-    ]
+
+    torch_reference = not args.no_torch and importlib.util.find_spec("torch") is not None
+    segmenters = make_segmenters(args.models or sorted(available_models()), args.engines, args.precisions,
+                                 args.threads, torch_reference)
+    args.out.mkdir(parents=True, exist_ok=True)
     with np.load(sample_path(), allow_pickle=False) as case:
         image, truth = case["imgs"], case["gts"]
     box = max(boxes_from_labels(truth).values(), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    torch_reference = not args.no_torch and importlib.util.find_spec("torch") is not None
-    results = measure(variants, image, box, 3 if args.quick else args.rounds, args.threads, torch_reference)
-    args.out.mkdir(parents=True, exist_ok=True)
+    rounds = args.rounds if args.rounds is not None else 3 if args.quick else 10
+    speed = measure(segmenters, image, box, rounds)
+    cases = find_cases(args.data, args.quick)
+    rows = []
+    for label, segmenter in segmenters.items():
+        model, engine, precision = label.split()
+        scores, seconds_3d = evaluate(segmenter, cases, args.clicks, args.jitter)
+        save_scores(args.out / f"scores_{label.replace(' ', '_')}.json", scores)
+        row = {"variant": label, "model": model, "engine": engine, "precision": precision, **speed[label],
+               "accuracy": summarise(scores), "seconds_3d": seconds_3d}
+        if engine != "pytorch":
+            bundle = load_bundle(model)
+            files = {f for group in bundle.variant(engine, precision).values() for f in group}
+            row["size_mb"] = round(sum(bundle.manifest["files"][f]["bytes"] for f in files) / 1e6, 1)
+            row["arithmetic"] = segmenter.encoder.inference_precision
+            row["peak_rss_mb"] = round(peak_rss_mb(model, engine, precision, args.threads))
+        else:
+            row["arithmetic"] = "f32"
+        rows.append(row)
     payload = {
         "machine": describe_machine(args.threads),
-        "image": f"{sample_path().name} {image.shape}",
-        "rows": [
-            {"model": v.model, "engine": v.engine, "precision": v.precision, "arithmetic": v.arithmetic,
-             "encoder_ms": v.encoder_ms, "decoder_ms": v.decoder_ms}
-            for v in results
-        ],
+        "command": "python -m imis_lite.benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cases": [str(c.relative_to(args.data)) for c in cases],
+        "cli_cold_start_s": {"--version": round(cli_cold_start_s("--version"), 2), "models": round(cli_cold_start_s("models"), 2)},
+        "rows": rows,
     }
-    (args.out / "speed.json").write_text(json.dumps(payload, indent=2) + "\n")
-    speed_plot(results, args.out / "speed.png")
-    print(speed_table(results, payload["machine"]))
+    (args.out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    accuracy_plot(rows, args.out / "accuracy_vs_latency.png")
+    clicks_plot(rows, args.out / "dsc_vs_clicks.png")
+    print(results_table(payload))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Markdown tables and PNG plots of benchmark results."""
+"""Markdown table and PNG plots of a benchmark run."""
 
 from __future__ import annotations
 
@@ -6,40 +6,81 @@ from pathlib import Path
 
 import numpy as np
 
-from .speed import Variant
+
+def _get(row: dict, dims: str, key: str) -> str:
+    value = row["accuracy"].get(dims, {}).get("all", {}).get(key)
+    return "-" if value is None else f"{value:.4f}"
 
 
-def speed_table(variants: list[Variant], machine: dict) -> str:
-    baseline = np.median(variants[0].encoder_ms)
+def results_table(payload: dict) -> str:
+    machine, rows = payload["machine"], payload["rows"]
+    reference = np.median(rows[0]["encoder_ms"])
     lines = [
-        f"Machine: {machine['cpu']} ({', '.join(machine['flags']) or 'no AVX-512/VNNI'}), {machine['threads']} threads",
+        f"Machine: {machine['cpu']} ({', '.join(machine['flags']) or 'no AVX-512/VNNI'}), {machine['threads']} threads; "
+        f"CLI cold start {payload['cli_cold_start_s']['--version']} s (--version), {payload['cli_cold_start_s']['models']} s (models)",
         "",
-        f"| model | engine | weights | arithmetic | encoder median ms | encoder p90 ms | decoder ms/prompt | encoder speed-up vs {variants[0].engine} {variants[0].precision} |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| variant | arithmetic | 2D DSC | 2D NSD | 2D DSC +5 clicks | 3D DSC | 3D NSD | encoder ms (p90) | decoder ms "
+        f"| 3D cases s | encoder vs {rows[0]['variant']} | peak RSS MB | size MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for v in variants:
-        median = np.median(v.encoder_ms)
-        lines.append(
-            f"| {v.model} | {v.engine} | {v.precision} | {v.arithmetic} | {median:.0f} | "
-            f"{np.percentile(v.encoder_ms, 90):.0f} | {np.median(v.decoder_ms):.1f} | {baseline / median:.2f}x |"
-        )
+    for row in rows:
+        encoder = np.median(row["encoder_ms"])
+        clicks = row["accuracy"].get("clicks", {}).get("dsc_per_click")
+        cells = [
+            row["variant"], row["arithmetic"], _get(row, "2d", "dsc"), _get(row, "2d", "nsd"),
+            f"{clicks[-1]:.4f}" if clicks else "-", _get(row, "3d", "dsc"), _get(row, "3d", "nsd"),
+            f"{encoder:.0f} ({np.percentile(row['encoder_ms'], 90):.0f})", f"{np.median(row['decoder_ms']):.1f}",
+            f"{sum(row['seconds_3d'].values()):.1f}", f"{reference / encoder:.2f}x",
+            str(row.get("peak_rss_mb", "-")), str(row.get("size_mb", "-")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    modalities = sorted({m for row in rows for m in row["accuracy"].get("2d", {}) if m != "all"})
+    if modalities:
+        lines += ["", "2D DSC / NSD per modality:", "",
+                  "| variant | " + " | ".join(modalities) + " |", "|---|" + "---:|" * len(modalities)]
+        for row in rows:
+            cells = [row["accuracy"]["2d"].get(m) for m in modalities]
+            lines.append(f"| {row['variant']} | " + " | ".join(f"{c['dsc']:.3f} / {c['nsd']:.3f}" if c else "-" for c in cells) + " |")
     return "\n".join(lines)
 
 
-def speed_plot(variants: list[Variant], path: Path) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [v.label for v in variants]
-    medians = [np.median(v.encoder_ms) for v in variants]
-    figure, axis = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.5))
-    axis.barh(labels, medians, color="tab:blue")
-    axis.set_xlabel("encoder median latency (ms), lower is better")
-    axis.invert_yaxis()
-    for y, value in enumerate(medians):
-        axis.text(value, y, f" {value:.0f}", va="center")
+    return plt
+
+
+def accuracy_plot(rows: list[dict], path: Path) -> None:
+    """2D box DSC against encoder median latency, one point per variant."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        x, y = np.median(row["encoder_ms"]), row["accuracy"].get("2d", {}).get("all", {}).get("dsc", np.nan)
+        axis.scatter(x, y)
+        axis.annotate(row["variant"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axis.set_xlabel("encoder median latency (ms), 2 threads")
+    axis.set_ylabel("2D box-prompt DSC")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def clicks_plot(rows: list[dict], path: Path) -> None:
+    """DSC after the box (0) and after each corrective click."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        curve = row["accuracy"].get("clicks", {}).get("dsc_per_click")
+        if curve:
+            axis.plot(range(len(curve)), curve, marker="o", label=row["variant"])
+    axis.set_xlabel("corrective clicks after the box")
+    axis.set_ylabel("mean 2D DSC")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -164,7 +164,8 @@ def info(input_path: Path, volume: int | None, series: str | None) -> None:
               help="Label map to write (.nii.gz, .nii, .png, .npz, .dcm for DICOM SEG); default INPUT_seg.*")
 @click.option("--box", "boxes", multiple=True, callback=parse_numbers,
               help="x0 y0 x1 y1 (with --slice) or x0 y0 z0 x1 y1 z1; repeat for several objects.")
-@click.option("--slice", "slice_index", type=click.IntRange(0), default=None, help="Slice z for a 2D box on a volume.")
+@click.option("--slice", "slices", type=click.IntRange(0), multiple=True,
+              help="Slice z for a 2D box on a volume: once for all boxes, or once per --box in order.")
 @click.option("--point", "points", multiple=True, callback=parse_numbers, help="Foreground click x y [z].")
 @click.option("--neg-point", "neg_points", multiple=True, callback=parse_numbers, help="Background click x y [z].")
 @click.option("--prompts", "prompt_file", type=click.Path(path_type=Path), default=None,
@@ -177,7 +178,7 @@ def info(input_path: Path, volume: int | None, series: str | None) -> None:
 @click.option("--series", default=None, help="SeriesInstanceUID, when a DICOM folder holds several series.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @runtime_options
-def segment(input_path: Path, output: Path | None, boxes, slice_index, points, neg_points, prompt_file, coords,
+def segment(input_path: Path, output: Path | None, boxes, slices, points, neg_points, prompt_file, coords,
             window, modality, volume, series, force, model, engine, precision, device, threads) -> None:
     """Segment INPUT from box and click prompts and write a label map with its geometry."""
     import time
@@ -196,9 +197,12 @@ def segment(input_path: Path, output: Path | None, boxes, slice_index, points, n
     elif boxes:
         if (points or neg_points) and len(boxes) > 1:
             raise click.UsageError("clicks with several boxes are ambiguous: use --prompts FILE.json")
-        raw_objects = [RawObject(box, slice_index, list(points), list(neg_points)) for box in boxes]
+        if len(slices) not in (0, 1, len(boxes)):
+            raise click.UsageError(f"{len(slices)} --slice for {len(boxes)} --box: give one, or one per box")
+        per_box = list(slices) if len(slices) == len(boxes) else [slices[0] if slices else None] * len(boxes)
+        raw_objects = [RawObject(box, z, list(points), list(neg_points)) for box, z in zip(boxes, per_box)]
     elif points or neg_points:
-        raw_objects = [RawObject(None, slice_index, list(points), list(neg_points))]
+        raw_objects = [RawObject(None, slices[0] if slices else None, list(points), list(neg_points))]
     else:
         raise click.UsageError("give at least one --box, --point or --prompts")
     window_values = parse_window(window) if window else None

@@ -14,10 +14,11 @@ from .reference import TorchReference
 
 #: Below these, an export is refused rather than shipped.
 MIN_FP32_DICE = 0.99
+#: Measured on the held-out corpus images (largest object each): 0.987 (ORT) and 0.984 (OpenVINO); on
+#: ../shared/data, with many small organs, the same files give 0.961 and 0.952 (see tests).
 MIN_INT8_MEAN_DICE = 0.98
-#: onnxruntime fp32 must be exact to float rounding; the OpenVINO IR stores fp16 weights (computing in f32),
-#: which moves embeddings by ~1e-2 while masks stay within Dice 0.995 of PyTorch.
-MAX_EMBEDDING_DIFF = {"onnxruntime": 1e-3, "openvino": 2e-2}
+#: fp32 variants must equal PyTorch up to float rounding.
+MAX_EMBEDDING_DIFF = {"onnxruntime": 1e-3, "openvino": 1e-3}
 
 
 def largest_object_box(mask: np.ndarray) -> np.ndarray:

@@ -94,7 +94,8 @@ class OpenVinoEngine:
         self.request = self.compiled.create_infer_request()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         try:
-            self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            hint_type = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            self.inference_precision = hint_type.to_string() if hasattr(hint_type, "to_string") else str(hint_type)
         except RuntimeError:
             self.inference_precision = "device default"
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import DEFAULT_MODEL, Bundle, load_bundle
-from .engines import Engine, create_engine
-from .errors import ImageError, PromptError
+from .engines import ENGINES, Engine, create_engine
+from .errors import EngineError, ImageError, PromptError
 from .geometry import ResizeLongestSide
 from .preprocess import encoder_input
 from .prompts import PromptEncoder
@@ -45,10 +45,12 @@ class Segmenter:
         precision: str = "fp32",
         device: str = "CPU",
         threads: int | None = None,
-        cache_size: int = 256,
+        cache_size: int = 128,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+        if engine not in ENGINES:
+            raise EngineError(f"unknown engine '{engine}'; valid: {', '.join(ENGINES)}")
         self.bundle: Bundle = load_bundle(model)
         variant = self.bundle.variant(engine, precision)
         paths = {role: [self.bundle.verified_path(f) for f in files] for role, files in variant.items()}
@@ -85,7 +87,13 @@ class Segmenter:
 
     @property
     def image_shape(self) -> tuple[int, int]:
+        """(height, width) of the current image."""
         return self._require_image().geometry.shape
+
+    @property
+    def input_size(self) -> int:
+        """Side of the model's square input frame."""
+        return self.bundle.input_size
 
     def _require_image(self) -> _Embedded:
         if self._current is None:
@@ -140,8 +148,10 @@ class Segmenter:
         if box is not None:
             boxes = np.asarray(box, dtype=np.float64)
             batched |= boxes.ndim == 2
-            boxes = boxes.reshape(-1, 4) if boxes.size else boxes
-            if boxes.ndim != 2 or boxes.shape[1] != 4:
+            if boxes.size == 0 or boxes.size % 4 or boxes.ndim > 2:
+                raise PromptError(f"box must be x0 y0 x1 y1 or an (N, 4) array, got shape {np.shape(box)}")
+            boxes = boxes.reshape(-1, 4)
+            if boxes.shape[1] != 4:
                 raise PromptError(f"box must be x0 y0 x1 y1 or an (N, 4) array, got shape {np.shape(box)}")
             _check_inside(boxes.reshape(-1, 2), width, height, "box corner")
             if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):

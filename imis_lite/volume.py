@@ -1,7 +1,8 @@
 """3D segmentation from a 3D box: segment the middle slice, then walk up and down.
 
-Each next slice is prompted with the bounding box of the previous slice's mask (LiteMedSAM's scheme) until
-the mask vanishes or the box's z-range ends. Embeddings stay in the Segmenter's cache, so several objects
+Each next slice is prompted with the bounding box of the previous slice's mask, widened by 3 pixels of the
+model frame as LiteMedSAM's own 3D inference does (a flush box makes the mask shrink slice after slice),
+until the mask vanishes or the box's z-range ends. Embeddings stay in the Segmenter's cache, so several objects
 in one volume share them.
 """
 
@@ -39,12 +40,20 @@ class ObjectPrompt:
         raise PromptError("a prompt needs a box with a slice (or a 3D box) or a point")
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """x0 y0 x1 y1 (x = column) of a 2D mask, None when empty."""
+#: LiteMedSAM's ``bbox_shift`` for propagated boxes, in pixels of the model's input frame.
+PROPAGATION_MARGIN = 3
+
+
+def mask_box(mask: np.ndarray, margin: float = 0.0) -> np.ndarray | None:
+    """x0 y0 x1 y1 (x = column) of a 2D mask widened by ``margin`` pixels inside the image; None when empty."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)
+    height, width = mask.shape
+    return np.array([
+        max(xs.min() - margin, 0), max(ys.min() - margin, 0),
+        min(xs.max() + margin, width - 1), min(ys.max() + margin, height - 1),
+    ], dtype=np.float64)
 
 
 def segment_object(
@@ -71,10 +80,11 @@ def segment_object(
     if prompt.z_range is None:
         return result
     z0, z1 = prompt.z_range
+    margin = PROPAGATION_MARGIN * max(segmenter.image_shape) / segmenter.input_size
     for direction, stop in ((1, z1), (-1, z0)):
         previous = result[start]
         for k in range(start + direction, stop + direction, direction):
-            box = mask_box(previous)
+            box = mask_box(previous, margin)
             if box is None:
                 break
             segmenter.set_image(slice_image(k))

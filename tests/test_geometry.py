@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from imis_lite.errors import ImageError
 from imis_lite.geometry import ResizeLongestSide
 from imis_lite.preprocess import encoder_input
-from imis_lite.errors import ImageError
 
 
 @pytest.mark.parametrize("shape", [(512, 512), (181, 258), (300, 100), (256, 256)])

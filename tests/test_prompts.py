@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from imis_lite.distill.bundle_writer import prompt_encoder_arrays
+
 from imis_lite.prompts import PromptEncoder
 
 torch = pytest.importorskip("torch")  # installed by the `distill` extra, which CI installs

@@ -1,0 +1,3 @@
+from imis_lite.cli.main import main
+
+main()

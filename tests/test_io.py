@@ -1,0 +1,100 @@
+"""Readers and writers against files with known content: shared fixtures and constructed cases."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from imis_lite.errors import InputError
+from imis_lite.io import read_scan, write_labels
+
+from .conftest import DATA
+from .phantoms import phantom, write_dicom_series
+
+
+def test_dicom_series_matches_the_published_volume():
+    """The JPEG 2000 CT series decodes to the HU volume the shared case was made from."""
+    scan = read_scan(DATA / "fixtures" / "dicom_ct_series")
+    with np.load(DATA / "cases_3d" / "totalseg_ct_dicom_series.npz") as case:
+        expected = case["imgs"].transpose(2, 1, 0)
+        spacing = case["spacing"]
+    assert scan.modality == "CT" and scan.data.shape == expected.shape
+    np.testing.assert_array_equal(scan.data, expected)
+    np.testing.assert_allclose(scan.spacing, spacing[::-1])
+
+
+def test_npz_volume_is_read_in_file_order():
+    scan = read_scan(DATA / "cases_3d" / "totalseg_mr_example_sm.npz")
+    nifti = read_scan(DATA / "fixtures" / "nifti" / "example_mr_sm.nii.gz")
+    np.testing.assert_array_equal(scan.data, nifti.data)
+
+
+def test_single_file_dicom():
+    scan = read_scan(DATA / "fixtures" / "dicom_single" / "CT_small.dcm")
+    assert scan.data.shape == (128, 128, 1) and scan.modality == "CT"
+    assert scan.data.min() < -500  # rescaled to HU
+
+
+def test_constructed_series_sorted_by_position_not_file_name(tmp_path):
+    write_dicom_series(tmp_path / "s")
+    data, _ = phantom()
+    np.testing.assert_array_equal(read_scan(tmp_path / "s").data, data)
+
+
+def test_4d_nifti_needs_a_volume_choice(tmp_path):
+    path = tmp_path / "four.nii.gz"
+    data = np.random.default_rng(0).normal(size=(8, 9, 10, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    with pytest.raises(InputError, match="--volume"):
+        read_scan(path)
+    np.testing.assert_array_equal(read_scan(path, volume=2).data, data[..., 2])
+    with pytest.raises(InputError, match="outside 0..2"):
+        read_scan(path, volume=3)
+
+
+def test_nifti_output_keeps_shape_affine_and_header(tmp_path):
+    source = DATA / "fixtures" / "nifti" / "example_mr_sm.nii.gz"
+    scan = read_scan(source)
+    labels = np.zeros(scan.data.shape, np.uint8)
+    labels[10:20, 5:9, 3] = 2
+    out = tmp_path / "labels.nii.gz"
+    write_labels(out, scan, labels)
+    written, original = nib.load(str(out)), nib.load(str(source))
+    assert written.shape == original.shape and written.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(written.affine, original.affine)
+    np.testing.assert_array_equal(written.header.get_zooms(), original.header.get_zooms())
+    np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
+
+
+def test_many_objects_switch_to_uint16(tmp_path):
+    scan = read_scan(DATA / "fixtures" / "nifti" / "example_mr_sm.nii.gz")
+    labels = np.zeros(scan.data.shape, np.uint16)
+    labels.flat[:300] = np.arange(1, 301)
+    write_labels(tmp_path / "l.nii.gz", scan, labels)
+    assert nib.load(str(tmp_path / "l.nii.gz")).get_data_dtype() == np.uint16
+
+
+def test_npz_output_is_in_challenge_order(tmp_path):
+    scan = read_scan(DATA / "cases_3d" / "totalseg_mr_example_sm.npz")
+    labels = np.zeros(scan.data.shape, np.uint8)
+    labels[1, 2, 3] = 1
+    write_labels(tmp_path / "o.npz", scan, labels)
+    with np.load(tmp_path / "o.npz") as out:
+        assert out["segs"].shape == (20, 91, 117) and out["segs"][3, 2, 1] == 1
+
+
+def test_dicom_seg_references_its_source(tmp_path):
+    import pydicom
+
+    write_dicom_series(tmp_path / "s")
+    scan = read_scan(tmp_path / "s")
+    labels = np.zeros(scan.data.shape, np.uint8)
+    labels[30:90, 90:135, 3:9] = 1
+    out = tmp_path / "seg.dcm"
+    write_labels(out, scan, labels)
+    seg = pydicom.dcmread(out)
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    source_uids = {pydicom.dcmread(f).SOPInstanceUID for f in scan.extras["source_files"]}
+    referenced = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
+    assert referenced == source_uids

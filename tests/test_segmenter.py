@@ -1,0 +1,109 @@
+"""The Segmenter API on the shipped sample: shapes, caching, batching, clicks and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from imis_lite import Segmenter
+from imis_lite.demo import boxes_from_labels, sample_path
+from imis_lite.errors import ImageError, PromptError
+from imis_lite.metrics import dice
+
+
+@pytest.fixture(scope="module")
+def sample():
+    with np.load(sample_path(), allow_pickle=False) as case:
+        return case["imgs"], case["gts"], json.loads(str(case["labels"]))
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return Segmenter("litemedsam", engine="onnxruntime", threads=2)
+
+
+def test_predict_before_set_image_is_a_clear_error():
+    with pytest.raises(ImageError, match="no image set"):
+        Segmenter().predict(box=[0, 0, 10, 10])
+
+
+def test_shipped_sample_liver_from_its_box(segmenter, sample):
+    image, truth, names = sample
+    liver = [int(k) for k, v in names.items() if v == "liver"][0]
+    box = boxes_from_labels(truth)[liver]
+    segmenter.set_image(image)
+    masks, scores, logits = segmenter.predict(box=box)
+    assert masks.shape == (1, 512, 512) and masks.dtype == bool
+    assert scores.shape == (1,) and logits.shape == (1, 256, 256)
+    assert dice(masks[0], truth == liver) > 0.8  # 0.827, as PyTorch LiteMedSAM
+
+
+def test_second_set_image_with_the_same_image_reuses_the_embedding(segmenter, sample):
+    image = sample[0]
+    segmenter.set_image(image)
+    calls = []
+    original = segmenter.encoder.run
+    segmenter.encoder.run = lambda inputs: calls.append(1) or original(inputs)
+    try:
+        segmenter.set_image(image.copy())
+        assert calls == []
+        segmenter.set_image(image[::-1].copy())
+        assert calls == [1]
+    finally:
+        segmenter.encoder.run = original
+
+
+def test_several_boxes_at_once_equal_one_at_a_time(segmenter, sample):
+    image, truth, _ = sample
+    boxes = np.stack(list(boxes_from_labels(truth).values()))[:4]
+    segmenter.set_image(image)
+    batch, scores, logits = segmenter.predict(box=boxes)
+    assert batch.shape == (4, 1, 512, 512) and scores.shape == (4, 1) and logits.shape == (4, 1, 256, 256)
+    for i, box in enumerate(boxes):
+        single, _, _ = segmenter.predict(box=box)
+        assert dice(single[0], batch[i, 0]) > 0.999
+
+
+def test_multimask_gives_three_masks(segmenter, sample):
+    segmenter.set_image(sample[0])
+    masks, scores, logits = segmenter.predict(box=[100, 100, 300, 300], multimask=True)
+    assert masks.shape == (3, 512, 512) and scores.shape == (3,) and logits.shape == (3, 256, 256)
+
+
+def test_clicks_and_mask_input_equal_pytorch(segmenter, sample, teacher):
+    """LiteMedSAM was trained on boxes only, so what clicks do is its business; ours must match it."""
+    from imis_lite.distill.reference import TorchSegmenter
+
+    image, truth, names = sample
+    kidney = [int(k) for k, v in names.items() if v == "kidney_right"][0]
+    box = boxes_from_labels(truth)[kidney]
+    clicks = dict(points=[[160, 200], [140, 160]], labels=[1, 0])
+    reference = TorchSegmenter(teacher)
+    for seg in (segmenter, reference):
+        seg.set_image(image)
+    ours = segmenter.predict(box=box, **clicks)
+    theirs = reference.predict(box=box, **clicks)
+    assert dice(ours[0][0], theirs[0][0]) > 0.99
+    alone = segmenter.predict(**clicks)
+    assert dice(alone[0][0], reference.predict(**clicks)[0][0]) > 0.99
+    refined = segmenter.predict(box=box, mask_input=ours[2])
+    expected = reference.predict(box=box, mask_input=theirs[2])
+    assert dice(refined[0][0], expected[0][0]) > 0.99
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        (dict(box=[10, 10, 600, 20]), "outside the 512x512 image"),
+        (dict(box=[-1, 10, 20, 20]), "outside"),
+        (dict(box=[50, 10, 20, 20]), "x1 >= x0"),
+        (dict(box=[1, 2, 3]), "x0 y0 x1 y1"),
+        (dict(points=[[10, 700]]), "outside"),
+        (dict(points=[[10, 10]], labels=[2]), "labels"),
+        (dict(), "at least one prompt"),
+    ],
+)
+def test_bad_prompts_are_clear_errors(segmenter, sample, prompt, message):
+    segmenter.set_image(sample[0])
+    with pytest.raises(PromptError, match=message):
+        segmenter.predict(**prompt)
