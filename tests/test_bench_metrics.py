@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from imis_lite.benchmarks.clicks import next_click
 from imis_lite.benchmarks.metrics import dice, nsd
 
