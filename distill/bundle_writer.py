@@ -37,12 +37,14 @@ def prompt_encoder_arrays(prompt_encoder) -> dict[str, Any]:
     return out
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Fill ``files`` with the sha256 and size of every file in the folder, then write manifest.json."""
+def write_manifest(folder: Path, manifest: dict[str, Any], extra: dict[str, dict] | None = None) -> None:
+    """Fill ``files`` with the sha256 and size of every file in the folder (plus ``extra`` entries for files
+    shared with a sibling bundle, as ``../<bundle>/<file>``), then write manifest.json."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in (MANIFEST,))
     manifest["files"] = {
         str(p.relative_to(folder)): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files
     }
+    manifest["files"].update(extra or {})
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

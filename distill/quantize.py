@@ -1,4 +1,4 @@
-"""INT8 encoders: ONNX Runtime static QDQ and OpenVINO + NNCF, both calibrated on real corpus slices.
+"""INT8 encoders: ONNX Runtime (dynamic for the teacher, static QDQ for students) and OpenVINO + NNCF.
 
 ORT: only the MatMuls with constant weights (the linear layers, ~40% of TinyViT's time) are quantized,
 dynamically, per channel, with 7-bit weights (``reduce_range``: AVX2 CPUs without VNNI saturate 8-bit
@@ -40,7 +40,33 @@ def onnxruntime_int8(model: Path, output: Path, exclude_nodes: list[str] | None 
 CONVOLUTIONS = ["Convolution", "GroupConvolution"]
 
 
-def openvino_int8(model: Path, output_xml: Path, calibration: list[np.ndarray], ignored_types: list[str] | None = None) -> None:
+def onnxruntime_int8_static(model: Path, output: Path, calibration: list[np.ndarray], exclude_nodes: list[str]) -> None:
+    """Static QDQ INT8 of a convolutional encoder: per-channel weights, activations calibrated on real images
+    (MinMax). Meant for the students, whose convolutions carry the work; ``exclude_nodes`` stay float."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"image": tensor} for tensor in calibration])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    prepared = output.with_suffix(".prepared.onnx")
+    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+    try:
+        quantize_static(
+            str(prepared), str(output), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+            nodes_to_exclude=exclude_nodes, per_channel=True, reduce_range=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def openvino_int8(model: Path, output_xml: Path, calibration: list[np.ndarray], ignored_types: list[str] | None = None,
+                  transformer: bool = True) -> None:
     """NNCF post-training quantization of an ONNX or IR model, saved as OpenVINO IR."""
     import nncf
     import openvino as ov
@@ -49,7 +75,7 @@ def openvino_int8(model: Path, output_xml: Path, calibration: list[np.ndarray], 
     ignored = nncf.IgnoredScope(types=ignored_types, validate=False) if ignored_types else None
     quantized = nncf.quantize(
         ov_model, nncf.Dataset(calibration), subset_size=len(calibration),
-        model_type=nncf.ModelType.TRANSFORMER, preset=nncf.QuantizationPreset.MIXED,
+        model_type=nncf.ModelType.TRANSFORMER if transformer else None, preset=nncf.QuantizationPreset.MIXED,
         ignored_scope=ignored,
     )
     ov.save_model(quantized, str(output_xml), compress_to_fp16=True)

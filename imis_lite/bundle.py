@@ -75,11 +75,22 @@ class Bundle:
         entry = self.manifest["files"].get(relative)
         if entry is None:
             raise BundleError(f"model '{self.name}': {relative} is not listed in its manifest")
-        path = self.root / relative
+        path = self._locate(relative)
         if not path.is_file():
             raise BundleError(f"model '{self.name}': {path} is missing; reinstall imis-lite")
         if sha256_of(path) != entry["sha256"]:
             raise BundleError(f"model '{self.name}': {path} fails its sha256 check (corrupted or tampered); reinstall imis-lite")
+        return path
+
+    def _locate(self, relative: str) -> Path:
+        """``../<bundle>/<file>`` names a file shared with another bundle (a student keeps its teacher's
+        decoder): the sibling folder if present, else that bundle wherever it is installed."""
+        path = self.root / relative
+        parts = Path(relative).parts
+        if parts[0] == ".." and len(parts) > 2 and not path.is_file():
+            other = available_models().get(parts[1])
+            if other is not None:
+                return other.joinpath(*parts[2:])
         return path
 
     def variant(self, engine: str, precision: str) -> dict[str, str]:

@@ -1,0 +1,150 @@
+"""Export a distilled student as an imis-lite bundle, quantized and parity-checked.
+
+    python -m imis_lite.distill.export_student --run runs/effvit-s --out weights/effvit-s
+
+Writes the student encoder as ONNX (fp32, read by both engines), an ONNX Runtime INT8 encoder (static QDQ,
+per-channel, calibrated on permissive corpus images), an OpenVINO + NNCF INT8 encoder (same calibration),
+the teacher's prompt encoder, manifest.json and MODEL_CARD.md. The mask decoder is the teacher's, unchanged:
+the bundle names the teacher bundle's decoder file (by sha256) instead of shipping a second copy.
+Nothing is installed unless every variant passes its parity check against the PyTorch student.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from imis_lite.bundle import load_bundle
+from imis_lite.preprocess import encoder_input
+
+from .bundle_writer import install_bundle, prompt_encoder_arrays, write_manifest
+from .corpus import DEFAULT_CORPUS, read_corpus, stratified_sample
+from .model_card import write_model_card
+from .onnx_wrappers import export_encoder
+from .parity import check_bundle
+from .quantize import onnxruntime_int8_static, openvino_int8
+from .student import build_student, count_gflops, count_parameters
+from .teachers import load_litemedsam
+
+log = logging.getLogger("imis_lite.distill")
+
+#: Op types that stay float in both INT8 encoders: the linear attention's products and its division.
+FLOAT_OPS_OPENVINO = ["MatMul", "Divide"]
+
+
+def attention_nodes(model: Path) -> list[str]:
+    """ONNX nodes of the linear attention (its MatMuls and normalising Div), kept out of INT8."""
+    import onnx
+
+    return [node.name for node in onnx.load(str(model)).graph.node if node.op_type in ("MatMul", "Div")]
+
+
+def load_student(run: Path):
+    """The trained student from a run folder (weights only; no pickle)."""
+    import torch
+
+    config = json.loads((run / "config.json").read_text())
+    student = build_student(config["student"], out_channels=config.get("out_channels", 256))
+    student.load_state_dict(torch.load(run / "student.pt", map_location="cpu", weights_only=True))
+    return student.eval(), config
+
+
+def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation_count: int, seed: int, force: bool) -> dict:
+    started = time.time()
+    student, config = load_student(run)
+    net = load_litemedsam()
+    net.image_encoder = student  # the student in the teacher's place: the PyTorch yardstick for parity
+    teacher_bundle = load_bundle(config["teacher"])
+    images = read_corpus(corpus, ("permissive",))
+    calibration = stratified_sample(images, calibration_count, seed)
+    held_out = [i for i in images if i.mask_path is not None and i not in calibration]
+    validation = stratified_sample(held_out, validation_count, seed + 1)
+    tensors = [encoder_input(image.image(), 256)[0] for image in calibration]
+    shared_decoder = f"../{teacher_bundle.root.name}/decoder.onnx"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / out.name
+        (staging / "openvino").mkdir(parents=True)
+        log.info("exporting ONNX")
+        export_encoder(student, 256, str(staging / "encoder.onnx"))
+        np.savez(staging / "prompt_encoder.npz", **prompt_encoder_arrays(net.prompt_encoder))
+        keep_float = attention_nodes(staging / "encoder.onnx")
+        log.info("quantizing: onnxruntime int8 (static QDQ, %d calibration images, %d attention nodes float)",
+                 len(tensors), len(keep_float))
+        onnxruntime_int8_static(staging / "encoder.onnx", staging / "encoder.int8.onnx", tensors, keep_float)
+        log.info("quantizing: OpenVINO + NNCF int8")
+        openvino_int8(staging / "encoder.onnx", staging / "openvino" / "encoder.int8.xml", tensors, FLOAT_OPS_OPENVINO, transformer=False)
+        # the shared decoder is checked by sha256 like every file; a sibling copy lets parity run in staging
+        sibling = Path(tmp) / teacher_bundle.root.name
+        sibling.mkdir()
+        shutil.copy(teacher_bundle.verified_path("decoder.onnx"), sibling / "decoder.onnx")
+
+        int8_ort, int8_ov = ["encoder.int8.onnx"], ["openvino/encoder.int8.xml", "openvino/encoder.int8.bin"]
+        manifest = {
+            "name": out.name,
+            "version": "1.0",
+            "teacher": "LiteMedSAM",
+            "student": {"architecture": config["student"], **config["student_config"],
+                        "params": count_parameters(student), "gflops": round(count_gflops(student), 3)},
+            "license": "Apache-2.0",
+            "input_size": 256,
+            "low_res_size": 256,
+            "embedding_shape": [256, 64, 64],
+            "preprocess": teacher_bundle.manifest["preprocess"],
+            "mask_threshold": 0.0,
+            "prompt_encoder": "prompt_encoder.npz",
+            "variants": {
+                "onnxruntime": {"fp32": {"encoder": ["encoder.onnx"], "decoder": [shared_decoder]},
+                                "int8": {"encoder": int8_ort, "decoder": [shared_decoder]}},
+                "openvino": {"fp32": {"encoder": ["encoder.onnx"], "decoder": [shared_decoder]},
+                             "int8": {"encoder": int8_ov, "decoder": [shared_decoder]}},
+            },
+            "training": {
+                "corpus_license_classes": json.loads((Path(config["cache"]) / "meta.json").read_text())["license_classes"],
+                "run": {k: config[k] for k in ("steps", "batch", "lr", "prompt_weight", "prompt_every", "seed", "device", "world_size")},
+            },
+            "calibration": {"corpus_license_classes": ["permissive"], "images": [str(i.path.relative_to(corpus)) for i in calibration]},
+            "command": f"python -m imis_lite.distill.export_student --run {run} --out {out}",
+            "tools": {pkg: version(pkg) for pkg in ("torch", "onnx", "onnxruntime", "openvino", "nncf")},
+        }
+        write_manifest(staging, manifest, extra={shared_decoder: teacher_bundle.manifest["files"]["decoder.onnx"]})
+        log.info("checking parity against PyTorch on %d held-out corpus images", len(validation))
+        manifest["parity"] = check_bundle(staging, net, validation)
+        manifest["export_seconds"] = round(time.time() - started, 1)
+        write_model_card(staging / "MODEL_CARD.md", manifest, run)
+        write_manifest(staging, manifest, extra={shared_decoder: teacher_bundle.manifest["files"]["decoder.onnx"]})
+        install_bundle(staging, out, force)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="training run folder (config.json, student.pt)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--calibration-images", type=int, default=64)
+    parser.add_argument("--validation-images", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists; pass --force to replace it", file=sys.stderr)
+        return 1
+    manifest = build(args.run, args.out, args.corpus.resolve(), args.calibration_images, args.validation_images, args.seed, args.force)
+    for key, value in manifest["parity"].items():
+        print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

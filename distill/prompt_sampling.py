@@ -1,0 +1,39 @@
+"""Prompts for the prompt-in-the-loop loss: a box and a click per view, on a ground-truth object when the
+view has one, else on a random region (the teacher's answer to it is the target either way)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def _random_region(valid_shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    height, width = valid_shape
+    box_h = rng.uniform(0.1, 0.6) * height
+    box_w = rng.uniform(0.1, 0.6) * width
+    y0 = rng.uniform(0, height - box_h)
+    x0 = rng.uniform(0, width - box_w)
+    return np.array([x0, y0, x0 + box_w, y0 + box_h], np.float32)
+
+
+def sample_prompts(mask: np.ndarray, valid_shape: tuple[int, int], rng: np.random.Generator,
+                   max_jitter: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """(box x0 y0 x1 y1, point x y) in model-input pixels.
+
+    The box is an object's bounding box with a few pixels of jitter (users draw loosely); the click lies
+    inside the same object, drawn with probability rising towards its interior, as users click.
+    """
+    labels = [label for label in np.unique(mask) if label and (mask == label).sum() >= 9]
+    if not labels:
+        box = _random_region(valid_shape, rng)
+        return box, np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)
+    region = mask == rng.choice(labels)
+    ys, xs = np.nonzero(region)
+    jitter = rng.uniform(-max_jitter, max_jitter, 4)
+    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32) + jitter
+    height, width = valid_shape
+    box = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1]).astype(np.float32)
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    weights = depth[ys, xs] ** 2
+    pick = rng.choice(len(xs), p=weights / weights.sum())
+    return box, np.array([xs[pick], ys[pick]], np.float32)

@@ -1,0 +1,137 @@
+"""Run the teacher once per image and view, and keep what training needs on disk.
+
+    python -m imis_lite.distill.teacher_cache --out runs/cache --views 3
+
+On 2 CPU cores the teacher is the slow part of distillation (~1 s per view); the student then trains for many
+epochs over the cache at its own speed. The cache is a folder of NumPy memory maps, filled in order and
+resumable: ``progress.json`` says how many views are complete, and views are seeded by index, so a restarted
+run rebuilds exactly the views it had not finished.
+
+Per view: the encoder input (uint8), its label map, the teacher's embedding (float16), a box and a click
+(model-input pixels) and the teacher decoder's low-res logits for each (float16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import DEFAULT_CORPUS, CorpusImage, read_corpus
+from .prompt_sampling import sample_prompts
+from .teachers import TEACHERS, Teacher, load_teacher
+from .views import make_view
+
+log = logging.getLogger("imis_lite.distill")
+
+ARRAYS = ("images", "masks", "embeddings", "boxes", "points", "teacher_logits")
+
+
+def _layout(count: int, teacher: Teacher) -> dict[str, tuple[tuple[int, ...], str]]:
+    size, channels, grid = teacher.student_input_size, teacher.embedding_channels, teacher.embedding_grid
+    return {
+        "images": ((count, 3, size, size), "uint8"),
+        "masks": ((count, size, size), "uint8"),
+        "embeddings": ((count, channels, grid, grid), "float16"),
+        "boxes": ((count, 4), "float32"),
+        "points": ((count, 2), "float32"),
+        "teacher_logits": ((count, 2, 4 * grid, 4 * grid), "float16"),
+    }
+
+
+class TeacherCache:
+    """The memory-mapped arrays of a cache folder (read-only unless ``writable``)."""
+
+    def __init__(self, folder: str | Path, writable: bool = False) -> None:
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+        mode = "r+" if writable else "r"
+        self.arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode=mode) for name in ARRAYS}
+
+    @property
+    def complete(self) -> int:
+        return json.loads((self.folder / "progress.json").read_text())["complete"]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
+def _create(folder: Path, meta: dict, teacher: Teacher) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (shape, dtype) in _layout(meta["count"], teacher).items():
+        np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    (folder / "progress.json").write_text(json.dumps({"complete": 0}))
+
+
+def _plan(images: list[CorpusImage], views: int) -> list[tuple[int, int]]:
+    """(image index, view number) pairs, view 0 of every image first: a cache stopped early still covers
+    every image once, un-augmented, as the runtime would see it."""
+    return [(image, view) for view in range(views) for image in range(len(images))]
+
+
+def build_cache(out: Path, corpus: Path, teacher_name: str, views: int, license_classes: tuple[str, ...],
+                seed: int, flush_every: int = 16, limit: int | None = None, checkpoint: Path | None = None) -> TeacherCache:
+    teacher = load_teacher(teacher_name, **({"checkpoint": checkpoint} if checkpoint else {}))
+    images = read_corpus(corpus, license_classes)
+    plan = _plan(images, views)[:limit]
+    meta = {
+        "teacher": teacher_name, "checkpoint": str(checkpoint) if checkpoint else None,
+        "teacher_logits": teacher.has_decoder, "views_per_image": views, "seed": seed, "count": len(plan),
+        "license_classes": sorted(set(license_classes)), "corpus": str(corpus),
+        "sources": sorted({image.source for image in images}),
+        "items": [[str(images[i].path.relative_to(corpus)), v] for i, v in plan],
+    }
+    if not (out / "meta.json").exists():
+        _create(out, meta, teacher)
+    cache = TeacherCache(out, writable=True)
+    if cache.meta["items"] != meta["items"] or cache.meta["teacher"] != teacher_name:
+        raise SystemExit(f"{out} holds a different cache: choose another --out or delete it")
+    started, done = time.time(), cache.complete
+    for index in range(done, len(plan)):
+        image_index, view_number = plan[index]
+        rng = np.random.default_rng([seed, index])
+        item = images[image_index]
+        mix = images[int(rng.integers(len(images)))].image() if view_number and rng.random() < 0.15 else None
+        view = make_view(item.image(), item.mask() if item.mask_path else None, teacher.student_input_size,
+                         rng if view_number else None, mix)
+        box, point = sample_prompts(view.mask, view.valid_shape, rng)
+        embedding = teacher.embed(view.image[None].astype(np.float32) / 255.0, [view.valid_shape])
+        if teacher.has_decoder:
+            cache["teacher_logits"][index] = teacher.decode(embedding, box[None], point[None])[0].astype(np.float16)
+        cache["images"][index], cache["masks"][index] = view.image, view.mask
+        cache["embeddings"][index] = embedding[0].astype(np.float16)
+        cache["boxes"][index], cache["points"][index] = box, point
+        if (index + 1) % flush_every == 0 or index + 1 == len(plan):
+            for array in cache.arrays.values():
+                array.flush()
+            (out / "progress.json").write_text(json.dumps({"complete": index + 1}))
+            rate = (index + 1 - done) / (time.time() - started)
+            log.info("%d/%d views (%.2f views/s)", index + 1, len(plan), rate)
+    return TeacherCache(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--teacher", choices=sorted(TEACHERS), default="litemedsam")
+    parser.add_argument("--checkpoint", type=Path, help="local weights of the medsam / imisnet teachers")
+    parser.add_argument("--views", type=int, default=3, help="views per image; view 0 is un-augmented")
+    parser.add_argument("--license-classes", default="permissive", help="comma-separated manifest classes to train on")
+    parser.add_argument("--limit", type=int, help="stop after this many views (smoke runs)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    build_cache(args.out, args.corpus.resolve(), args.teacher, args.views, tuple(args.license_classes.split(",")),
+                args.seed, limit=args.limit, checkpoint=args.checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Distil a student encoder from a teacher cache: embedding loss plus masks through the frozen teacher decoder.
+
+    python -m imis_lite.distill.train --cache runs/cache-litemedsam --out runs/effvit-s --student effvit-s
+    torchrun --nproc-per-node 8 -m imis_lite.distill.train ...   # several GPUs (DistributedDataParallel)
+
+The same command runs on the CPU (reduced scale: fewer steps) and on CUDA (mixed precision). Training is
+seeded and resumable: ``last.pt`` in ``--out`` holds model, optimiser, schedule and step, and a restarted run
+continues from it. ``log.jsonl`` has one line per logged step. A cache that is still being filled can be
+trained on: each epoch samples from the views complete at its start.
+
+Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
+binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .student import STUDENTS, build_student, count_gflops, count_parameters
+from .teacher_cache import TeacherCache
+from .teachers import decode_prompts, load_teacher
+
+log = logging.getLogger("imis_lite.distill")
+
+
+def split_items(cache: TeacherCache, complete: int, validation_every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation views; validation holds every view of every ``validation_every``-th image."""
+    paths = sorted({path for path, _ in cache.meta["items"]})
+    held_out = set(paths[::validation_every])
+    is_validation = np.array([path in held_out for path, _ in cache.meta["items"][:complete]])
+    return np.flatnonzero(~is_validation), np.flatnonzero(is_validation)
+
+
+def load_batch(cache: TeacherCache, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    indices = np.sort(indices)  # memory maps read faster in order
+    batch = {name: torch.from_numpy(np.ascontiguousarray(cache[name][indices])) for name in cache.arrays}
+    batch["images"] = batch["images"].float() / 255.0
+    batch["embeddings"] = batch["embeddings"].float()
+    batch["teacher_logits"] = batch["teacher_logits"].float()
+    return {name: value.to(device, non_blocking=True) for name, value in batch.items()}
+
+
+def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """BCE against the teacher's probabilities + soft Dice against its mask, per prompt channel (B, P)."""
+    target = torch.sigmoid(teacher_logits)
+    bce = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none").mean(dim=(2, 3))
+    probability = torch.sigmoid(student_logits)
+    hard = (teacher_logits > 0).float()
+    dice = 1 - (2 * (probability * hard).sum(dim=(2, 3)) + 1) / (probability.sum(dim=(2, 3)) + hard.sum(dim=(2, 3)) + 1)
+    return bce + dice
+
+
+class Objective(torch.nn.Module):
+    """The distillation loss; holds the frozen teacher prompt encoder and decoder."""
+
+    def __init__(self, teacher, embedding_scale: float, prompt_weight: float) -> None:
+        super().__init__()
+        self.prompt_encoder = teacher.prompt_encoder if teacher.has_decoder else None
+        self.mask_decoder = teacher.mask_decoder if teacher.has_decoder else None
+        self.embedding_scale, self.prompt_weight = embedding_scale, prompt_weight
+
+    def forward(self, embedding: torch.Tensor, batch: dict[str, torch.Tensor], with_prompts: bool) -> dict[str, torch.Tensor]:
+        terms = {"embedding": F.mse_loss(embedding.float(), batch["embeddings"]) / self.embedding_scale}
+        if with_prompts and self.prompt_weight > 0:
+            logits = decode_prompts(self.prompt_encoder, self.mask_decoder, embedding.float(), batch["boxes"], batch["points"])
+            per_prompt = mask_loss(logits.float(), batch["teacher_logits"]).mean(dim=0)
+            terms["box"], terms["click"] = per_prompt[0], per_prompt[1]
+            terms["total"] = terms["embedding"] + self.prompt_weight * (terms["box"] + 0.5 * terms["click"])
+        else:
+            terms["total"] = terms["embedding"]
+        return terms
+
+
+def _learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def _distributed() -> tuple[int, int]:
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def train(args: argparse.Namespace) -> Path:
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() and not args.cpu else "cpu")
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cache = TeacherCache(args.cache)
+    if args.prompt_weight > 0 and not cache.meta.get("teacher_logits", True):
+        raise SystemExit(f"the {cache.meta['teacher']} cache has no teacher masks: train with --prompt-weight 0")
+    options = {"onnx_encoder": None} if cache.meta["teacher"] == "litemedsam" else {"checkpoint": cache.meta["checkpoint"]}
+    teacher = load_teacher(cache.meta["teacher"], **options)
+    channels = cache["embeddings"].shape[1]
+    student = build_student(args.student, out_channels=channels).to(device)
+    objective = Objective(teacher, embedding_scale=args.embedding_scale, prompt_weight=args.prompt_weight).to(device)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    step, elapsed = 0, 0.0
+    checkpoint = out / "last.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed at step %d", step)
+    model = student
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and args.amp)
+    rng = np.random.default_rng([args.seed, step, rank])
+    config = {**vars(args), "cache": str(args.cache), "out": str(out), "world_size": world, "device": str(device),
+              "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
+              "out_channels": channels, "params": count_parameters(student),
+              "gflops": count_gflops(build_student(args.student, out_channels=channels))}
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(config, indent=1))
+    started = time.time() - elapsed
+    train_items, validation_items = split_items(cache, cache.complete, args.validation_every)
+    while step < args.steps:
+        if step % args.refresh_every == 0:
+            train_items, validation_items = split_items(cache, cache.complete, args.validation_every)
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(step, args.steps, args.lr, args.warmup)
+        picked = rng.choice(train_items, size=args.batch, replace=len(train_items) < args.batch)
+        batch = load_batch(cache, picked, device)
+        model.train()
+        with autocast:
+            embedding = model(batch["images"])
+        terms = objective(embedding, batch, with_prompts=step % args.prompt_every == 0)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if rank == 0 and (step % args.log_every == 0 or step == args.steps):
+            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1),
+                      "views": int(len(train_items)), **{k: round(v.item(), 5) for k, v in terms.items()}}
+            if step % (args.log_every * 10) == 0 or step == args.steps:
+                record["validation"] = validate(student, objective, cache, validation_items, device, args.batch)
+            (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
+            log.info("%s", record)
+        if rank == 0 and (step % args.checkpoint_every == 0 or step == args.steps):
+            state = {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                     "elapsed_s": time.time() - started, "torch_rng": torch.get_rng_state(), "config": config}
+            torch.save(state, out / "last.tmp")
+            os.replace(out / "last.tmp", checkpoint)
+    if rank == 0:
+        torch.save(student.state_dict(), out / "student.pt")
+    return out / "student.pt"
+
+
+@torch.no_grad()
+def validate(student, objective, cache: TeacherCache, items: np.ndarray, device: torch.device, batch_size: int) -> dict[str, float]:
+    """Mean loss terms and box-mask Dice against the teacher's mask on held-out views (at most 64)."""
+    if objective.mask_decoder is None:
+        return {}
+    student.eval()
+    totals: dict[str, float] = {}
+    dice_sum, count = 0.0, 0
+    for start in range(0, min(len(items), 64), batch_size):
+        batch = load_batch(cache, items[start:start + batch_size], device)
+        embedding = student(batch["images"])
+        for name, value in objective(embedding, batch, with_prompts=True).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * len(batch["images"])
+        logits = decode_prompts(objective.prompt_encoder, objective.mask_decoder, embedding, batch["boxes"], batch["points"])
+        mine, theirs = logits[:, 0] > 0, batch["teacher_logits"][:, 0] > 0
+        overlap = (mine & theirs).sum(dim=(1, 2)).float()
+        sizes = mine.sum(dim=(1, 2)) + theirs.sum(dim=(1, 2))
+        dice_sum += float(torch.where(sizes > 0, 2 * overlap / sizes.clamp(min=1), torch.ones_like(overlap)).sum())
+        count += len(batch["images"])
+    means = {name: round(value / max(count, 1), 5) for name, value in totals.items()}
+    return {**means, "box_dice_vs_teacher": round(dice_sum / max(count, 1), 4)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, required=True, help="folder written by distill.teacher_cache")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt, log.jsonl, student.pt")
+    parser.add_argument("--student", choices=sorted(STUDENTS), default="effvit-s")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--prompt-weight", type=float, default=0.2)
+    parser.add_argument("--prompt-every", type=int, default=4, help="apply the decoder loss every N steps (CPU economy)")
+    parser.add_argument("--embedding-scale", type=float, default=0.0115, help="teacher embedding variance (normalises MSE)")
+    parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image")
+    parser.add_argument("--refresh-every", type=int, default=100, help="re-read the cache's progress every N steps")
+    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on CUDA")
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even when CUDA is present")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The distillation pipeline: student registry, teacher adapters, teacher cache, a training step, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from imis_lite.distill.student import STUDENTS, LinearAttentionNorm, LiteMLA, build_student, count_gflops, count_parameters
+
+TEACHER_GFLOPS = 74.9
+
+
+@pytest.mark.parametrize("name", sorted(STUDENTS))
+def test_students_give_the_teachers_embedding_layout_at_a_fifteenth_of_its_cost(name):
+    student = build_student(name).eval()
+    with torch.no_grad():
+        embedding = student(torch.rand(2, 3, 256, 256))
+    assert embedding.shape == (2, 256, 64, 64)
+    assert count_gflops(student) <= TEACHER_GFLOPS / 15
+    assert 0.5e6 < count_parameters(student) < 20e6
+
+
+def test_student_matches_a_768_channel_teacher():
+    with torch.no_grad():
+        assert build_student("effvit-s", out_channels=768).eval()(torch.rand(1, 3, 256, 256)).shape == (1, 768, 64, 64)
+
+
+def test_unknown_student_lists_the_registry():
+    with pytest.raises(ValueError, match="effvit-m, effvit-s"):
+        build_student("effvit-xl")
+
+
+def test_linear_attention_divides_in_fp32_under_autocast():
+    attention = LiteMLA(32, 16).eval()
+    seen = []
+    attention.norm.register_forward_hook(lambda module, inputs, output: seen.append((inputs[0].dtype, output.dtype)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        attention(torch.rand(1, 32, 8, 8))
+    assert seen and all(output == torch.float32 for _, output in seen)
+    assert any(incoming == torch.bfloat16 for incoming, _ in seen)  # the products around it did run in bf16
+
+
+def test_linear_attention_normaliser_is_a_weighted_mean_of_values():
+    # one position, non-negative features: attention output must equal v where all weights coincide
+    numerator, denominator = torch.full((1, 1, 4, 3), 6.0), torch.full((1, 1, 1, 3), 2.0)
+    assert torch.allclose(LinearAttentionNorm()(numerator, denominator), torch.full((1, 1, 4, 3), 3.0), atol=1e-5)
+
+
+def _save_state(model, path, prefix="", extra=None):
+    state = {prefix + key: value for key, value in model.state_dict().items()}
+    state.update(extra or {})
+    torch.save({"model": state}, path)
+
+
+def test_medsam_teacher_loads_a_vit_b_state_dict(tmp_path):
+    from imis_lite.distill.teachers import MedSAMTeacher, import_torchvision
+
+    import_torchvision()
+    from segment_anything import sam_model_registry
+
+    reference = sam_model_registry["vit_b"]()
+    _save_state(reference, tmp_path / "medsam_vit_b.pth")
+    teacher = MedSAMTeacher(tmp_path / "medsam_vit_b.pth")
+    assert teacher.embedding_channels == 256
+    assert torch.equal(teacher.net.image_encoder.patch_embed.proj.weight, reference.image_encoder.patch_embed.proj.weight)
+    assert teacher.teacher_input(torch.rand(1, 3, 256, 256)).shape == (1, 3, 1024, 1024)
+    assert not any(p.requires_grad for p in teacher.net.parameters())
+
+
+def test_imisnet_teacher_loads_its_image_encoder_and_gives_768_channels(tmp_path):
+    from imis_lite.distill.teachers import IMISEncoder, IMISNetTeacher
+
+    encoder = IMISEncoder.build()
+    _save_state(encoder, tmp_path / "IMISNet-B.pth", "image_encoder.", {"text_model.embeddings.weight": torch.zeros(3)})
+    teacher = IMISNetTeacher(tmp_path / "IMISNet-B.pth")
+    with torch.no_grad():
+        features = teacher.net.image_encoder(torch.rand(1, 3, 64, 64))
+    assert features.shape == (1, 768, 4, 4)
+    assert torch.equal(teacher.net.image_encoder.neck[0].weight, encoder.neck[0].weight)
+
+
+def test_teachers_refuse_a_missing_or_foreign_checkpoint(tmp_path):
+    from imis_lite.distill.teachers import IMISNetTeacher, MedSAMTeacher
+
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        MedSAMTeacher(tmp_path / "absent.pth")
+    torch.save({"mask_decoder.x": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="no 'image_encoder"):
+        IMISNetTeacher(tmp_path / "other.pth")
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    from imis_lite.distill.corpus import DEFAULT_CORPUS
+    from imis_lite.distill.teacher_cache import build_cache
+
+    folder = tmp_path_factory.mktemp("cache")
+    return build_cache(folder, DEFAULT_CORPUS.resolve(), "litemedsam", views=2, license_classes=("permissive",), seed=0, limit=6)
+
+
+def test_teacher_cache_holds_views_teacher_answers_and_prompts_inside_objects(tiny_cache):
+    assert tiny_cache.complete == 6
+    assert tiny_cache["embeddings"].shape == (6, 256, 64, 64)
+    assert float(np.abs(tiny_cache["embeddings"][:6].astype(np.float32)).max()) > 0
+    for index in range(6):
+        mask, (x, y) = tiny_cache["masks"][index], tiny_cache["points"][index].astype(int)
+        if mask.any():  # BTCV views carry organ labels: the click lies on a labelled pixel
+            assert mask[y, x] > 0
+        x0, y0, x1, y1 = tiny_cache["boxes"][index]
+        assert 0 <= x0 < x1 <= 255 and 0 <= y0 < y1 <= 255
+
+
+def test_teacher_cache_resumes_without_redoing_views(tiny_cache):
+    from imis_lite.distill.teacher_cache import build_cache
+
+    before = tiny_cache["embeddings"][:6].copy()
+    again = build_cache(tiny_cache.folder, tiny_cache.meta["corpus"], "litemedsam", views=2,
+                        license_classes=("permissive",), seed=0, limit=6)
+    assert again.complete == 6 and np.array_equal(again["embeddings"][:6], before)
+
+
+def test_a_few_training_steps_on_a_fixed_batch_lower_the_loss(tiny_cache):
+    from imis_lite.distill.teachers import load_teacher
+    from imis_lite.distill.train import Objective, load_batch
+
+    torch.manual_seed(0)
+    teacher = load_teacher("litemedsam", onnx_encoder=None)
+    student = build_student("effvit-s")
+    objective = Objective(teacher, embedding_scale=0.0115, prompt_weight=0.2)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=2e-3)
+    batch = load_batch(tiny_cache, np.arange(4), torch.device("cpu"))
+    losses = []
+    for _ in range(6):
+        terms = objective(student.train()(batch["images"]), batch, with_prompts=True)
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+        losses.append(float(terms["total"]))
+    assert losses[-1] < losses[0]
+
+
+def test_training_command_resumes_and_export_matches_pytorch(tiny_cache, tmp_path):
+    from imis_lite.distill import export_student, train
+
+    run = tmp_path / "run"
+    common = ["--cache", str(tiny_cache.folder), "--out", str(run), "--batch", "2", "--log-every", "1", "--validation-every", "3"]
+    assert train.main([*common, "--steps", "2"]) == 0
+    assert train.main([*common, "--steps", "3"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+    bundle = tmp_path / "weights" / "student"
+    assert export_student.main(["--run", str(run), "--out", str(bundle), "--calibration-images", "4", "--validation-images", "3"]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["parity"]["onnxruntime_fp32_embedding_max_abs_diff"] < 1e-3
+    assert manifest["student"]["gflops"] <= TEACHER_GFLOPS / 15
+    assert manifest["files"]["../litemedsam/decoder.onnx"]["sha256"]
+    assert "permissive" in (bundle / "MODEL_CARD.md").read_text()
