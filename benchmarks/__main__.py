@@ -21,6 +21,7 @@ from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.predictor import Segmenter
 
 from .accuracy import evaluate, save_scores, summarise
+from .cli_3d import cli_3d
 from .machine import describe_machine
 from .memory import cli_cold_start_s, peak_rss_mb
 from .report import accuracy_plot, clicks_plot, results_table
@@ -69,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--jitter", type=int, default=0, help="move each box edge by up to N pixels (seeded)")
-    parser.add_argument("--quick", action="store_true", help="the two smallest 2D cases, 3 timed rounds")
+    parser.add_argument("--quick", action="store_true", help="the two smallest 2D cases, 3 timed rounds, no CLI 3D timing")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference row")
+    parser.add_argument("--accuracy-on", nargs="+", default=["all"], metavar="ENGINE:PRECISION",
+                        help="variants that get the accuracy pass, e.g. pytorch:fp32 openvino:fp32 (default: all); "
+                             "the others are timed only")
     args = parser.parse_args(argv)
 
     torch_reference = not args.no_torch and importlib.util.find_spec("torch") is not None
@@ -86,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, segmenter in segmenters.items():
         model, engine, precision = label.split()
-        scores, seconds_3d = evaluate(segmenter, cases, args.clicks, args.jitter)
-        save_scores(args.out / f"scores_{label.replace(' ', '_')}.json", scores)
+        scores, seconds_3d = [], {}
+        if "all" in args.accuracy_on or f"{engine}:{precision}" in args.accuracy_on:
+            scores, seconds_3d = evaluate(segmenter, cases, args.clicks, args.jitter)
+            save_scores(args.out / f"scores_{label.replace(' ', '_')}.json", scores)
         row = {"variant": label, "model": model, "engine": engine, "precision": precision, **speed[label],
                "accuracy": summarise(scores), "seconds_3d": seconds_3d}
         if engine != "pytorch":
@@ -105,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [str(c.relative_to(args.data)) for c in cases],
         "cli_cold_start_s": {"--version": round(cli_cold_start_s("--version"), 2), "models": round(cli_cold_start_s("models"), 2)},
         "rows": rows,
+        "cli_3d": {} if args.quick else {
+            model: cli_3d(model, args.threads) for model in dict.fromkeys(r["model"] for r in rows if r["engine"] != "pytorch")
+        },
     }
     (args.out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     accuracy_plot(rows, args.out / "accuracy_vs_latency.png")

@@ -31,6 +31,7 @@ class ObjectScore:
     dsc: float
     nsd: float
     click_dsc: list[float] = field(default_factory=list)  # after 1..N clicks (2D only)
+    middle_slice_dsc: float | None = None  # 3D: DSC of the first, box-prompted middle slice on its own
 
 
 def jittered(box: np.ndarray, pixels: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -75,7 +76,9 @@ def score_3d(segmenter, path: Path) -> list[ObjectScore]:
         corners = np.argwhere(truth)
         prompt = resolve(scan, RawObject([*corners.min(0), *corners.max(0)]))
         predicted = segment_scan(segmenter, scan, [prompt]) == 1
-        scores.append(ObjectScore(path.stem, scan.modality or "", label, 3, dice(predicted, truth), nsd(predicted, truth, scan.spacing)))
+        middle = (corners[:, 2].min() + corners[:, 2].max()) // 2  # where propagation starts, from the box alone
+        scores.append(ObjectScore(path.stem, scan.modality or "", label, 3, dice(predicted, truth), nsd(predicted, truth, scan.spacing),
+                                  middle_slice_dsc=dice(predicted[:, :, middle], truth[:, :, middle])))
     return scores
 
 
@@ -119,8 +122,13 @@ def summarise(scores: list[ObjectScore]) -> dict:
 
 
 def _means(subset: list[ObjectScore]) -> dict:
-    return {"dsc": round(float(np.mean([s.dsc for s in subset])), 4),
-            "nsd": round(float(np.mean([s.nsd for s in subset])), 4), "objects": len(subset)}
+    means = {"dsc": round(float(np.mean([s.dsc for s in subset])), 4),
+             "nsd": round(float(np.mean([s.nsd for s in subset])), 4), "objects": len(subset)}
+    middles = [s.middle_slice_dsc for s in subset if s.middle_slice_dsc is not None]
+    if middles:
+        means["middle_slice_dsc"] = round(float(np.mean(middles)), 4)
+        means["objects_below_middle_minus_0.05"] = sum(s.dsc < s.middle_slice_dsc - 0.05 for s in subset if s.middle_slice_dsc is not None)
+    return means
 
 
 def save_scores(path: Path, scores: list[ObjectScore]) -> None:

@@ -30,7 +30,7 @@ def results_table(payload: dict) -> str:
             row["variant"], row["arithmetic"], _get(row, "2d", "dsc"), _get(row, "2d", "nsd"),
             f"{clicks[-1]:.4f}" if clicks else "-", _get(row, "3d", "dsc"), _get(row, "3d", "nsd"),
             f"{encoder:.0f} ({np.percentile(row['encoder_ms'], 90):.0f})", f"{np.median(row['decoder_ms']):.1f}",
-            f"{sum(row['seconds_3d'].values()):.1f}", f"{reference / encoder:.2f}x",
+            f"{sum(row['seconds_3d'].values()):.1f}" if row["seconds_3d"] else "-", f"{reference / encoder:.2f}x",
             str(row.get("peak_rss_mb", "-")), str(row.get("size_mb", "-")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -38,9 +38,21 @@ def results_table(payload: dict) -> str:
     if modalities:
         lines += ["", "2D DSC / NSD per modality:", "",
                   "| variant | " + " | ".join(modalities) + " |", "|---|" + "---:|" * len(modalities)]
-        for row in rows:
+        for row in (r for r in rows if "2d" in r["accuracy"]):
             cells = [row["accuracy"]["2d"].get(m) for m in modalities]
             lines.append(f"| {row['variant']} | " + " | ".join(f"{c['dsc']:.3f} / {c['nsd']:.3f}" if c else "-" for c in cells) + " |")
+    three_d = [r for r in rows if "3d" in r["accuracy"]]
+    if three_d:
+        lines += ["", "3D: propagated volume vs its middle slice alone (box-prompted), mean over objects:", "",
+                  "| variant | 3D DSC | middle slice DSC | objects | objects below middle - 0.05 |", "|---|---:|---:|---:|---:|"]
+        for row in three_d:
+            total = row["accuracy"]["3d"]["all"]
+            lines.append(f"| {row['variant']} | {total['dsc']:.4f} | {total.get('middle_slice_dsc', float('nan')):.4f} "
+                         f"| {total['objects']} | {total.get('objects_below_middle_minus_0.05', '-')} |")
+    if payload.get("cli_3d"):
+        lines += ["", "3D through the CLI (example_ct_sm.nii.gz, largest organ, default engine and precision):", "",
+                  "| model | seconds | Dice |", "|---|---:|---:|"]
+        lines += [f"| {model} | {r['seconds']} | {r['dice']} |" for model, r in payload["cli_3d"].items()]
     return "\n".join(lines)
 
 

@@ -15,11 +15,22 @@ def _training_summary(run: Path) -> dict:
             "validation": validated[-1]["validation"] if validated else {}}
 
 
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def write_model_card(path: Path, manifest: dict, run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     cache_meta = json.loads((Path(config["cache"]) / "meta.json").read_text())
     summary = _training_summary(run)
     teacher = cache_meta["teacher"]
+    used = json.loads((Path(config["cache"]) / "progress.json").read_text())["complete"]
+    images = len({path for path, _ in cache_meta["items"][:used]})
     student = manifest["student"]
     parity = "\n".join(f"| {key} | {value} |" for key, value in manifest["parity"].items())
     text = f"""# {manifest['name']}: a student of LiteMedSAM
@@ -31,9 +42,8 @@ LiteMedSAM. The prompt encoder and mask decoder are LiteMedSAM's, unchanged (the
 
 ## Training data
 Only `../shared/corpus/`, license classes **{', '.join(cache_meta['license_classes'])}**
-({len({p for p, _ in cache_meta['items']})} images from {', '.join(cache_meta['sources'])}),
-{cache_meta['views_per_image']} views per image (view 0 as the runtime sees it, the others augmented: crops,
-flips, rotations, windows, gamma, noise, blur, mixing), {cache_meta['count']} views in all. Every
+({images} images from {', '.join(cache_meta['sources'])}), {used} views: view 0 of every image as the runtime
+sees it, then augmented views (crops, flips, rotations, windows, gamma, noise, blur, mixing). Every
 {config['validation_every']}th image was held out to watch the loss. Nothing from `../shared/data/` (the
 evaluation cases) was used. INT8 calibration: {len(manifest['calibration']['images'])} permissive corpus images.
 
@@ -42,12 +52,13 @@ Loss: normalised embedding MSE to the teacher + {config['prompt_weight']} x (box
 through the frozen teacher decoder (BCE to the teacher's probabilities + soft Dice), the decoder term every
 {config['prompt_every']} steps. AdamW, lr {config['lr']} (cosine, {config['warmup']} warm-up steps), batch
 {config['batch']}, {summary['steps']} steps, seed {config['seed']}; {summary['hours']} h on {config['device']}
-({platform.processor() or platform.machine()}, {config['threads'] or 'all'} threads, world size {config['world_size']}).
+({_cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}).
 Held-out corpus views at the end: {json.dumps(summary['validation'])}.
 
 ## Reproduce
 ```
-python -m imis_lite.distill.teacher_cache --out runs/cache-{teacher} --views {cache_meta['views_per_image']} --seed {cache_meta['seed']}
+python -m imis_lite.distill.teacher_cache --out runs/cache-{teacher} --views {cache_meta['views_per_image']} \\
+    --seed {cache_meta['seed']} --limit {used}
 python -m imis_lite.distill.train --cache runs/cache-{teacher} --out runs/{manifest['name']} --student {student['architecture']} \\
     --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --prompt-weight {config['prompt_weight']} \\
     --prompt-every {config['prompt_every']} --seed {config['seed']}

@@ -71,7 +71,8 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, mix_w
         image, mask = _rotate(np.ascontiguousarray(image), np.ascontiguousarray(mask), rng.uniform(-20, 20))
     result = _intensity(np.ascontiguousarray(image).astype(np.float32) / 255.0, rng)
     if mix_with is not None:
-        other = cv2.resize(mix_with, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        other = cv2.resize(as_three_channels(mix_with), (result.shape[1], result.shape[0]), interpolation=cv2.INTER_AREA)
+        other = other.astype(np.float32) / 255
         alpha = rng.uniform(0.1, 0.3)
         result = (1 - alpha) * result + alpha * other
     return result, np.ascontiguousarray(mask)
