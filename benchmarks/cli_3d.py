@@ -35,8 +35,8 @@ def cli_3d(model: str, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "mask.nii.gz"
         for _ in range(2):
-            command = [sys.executable, "-m", "imis_lite.cli", "segment", str(sample_path("example_ct_sm.nii.gz")),
-                       "--box", *map(str, box), "--model", model, "--threads", str(threads), "-o", str(out), "--force", "-q"]
+            command = [sys.executable, "-m", "imis_lite.cli", "-q", "segment", str(sample_path("example_ct_sm.nii.gz")),
+                       "--box", *map(str, box), "--model", model, "--threads", str(threads), "-o", str(out), "--force"]
             started = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True)
             times.append(time.perf_counter() - started)

@@ -8,15 +8,20 @@ from .conftest import DATA
 
 
 def test_quick_run_writes_results_and_plots(tmp_path, capsys):
-    argv = ["--quick", "--data", str(DATA), "--out", str(tmp_path), "--engines", "onnxruntime", "--precisions", "fp32", "int8",
+    argv = ["--quick", "--data", str(DATA), "--out", str(tmp_path), "--models", "litemedsam", "effvit-s", "--engines", "onnxruntime",
+            "--precisions", "fp32", "int8", "--accuracy-on", "onnxruntime:fp32",
             "--no-torch"]  # the PyTorch row costs a minute here; the full run has it
     assert main(argv) == 0
     payload = json.loads((tmp_path / "results.json").read_text())
     variants = [row["variant"] for row in payload["rows"]]
-    assert variants == ["litemedsam onnxruntime fp32", "litemedsam onnxruntime int8"]
+    assert variants == [f"{model} onnxruntime {precision}" for model in ("litemedsam", "effvit-s") for precision in ("fp32", "int8")]
     assert len(payload["cases"]) == 2 and payload["machine"]["threads"] == 2
     for row in payload["rows"]:
-        assert len(row["encoder_ms"]) == 3 and len(row["accuracy"]["clicks"]["dsc_per_click"]) == 6
+        assert len(row["encoder_ms"]) == 3
+        if row["precision"] == "int8":  # timed only, as --accuracy-on asked
+            assert row["accuracy"] == {}
+            continue
+        assert len(row["accuracy"]["clicks"]["dsc_per_click"]) == 6
         assert 0 < row["accuracy"]["2d"]["all"]["dsc"] <= 1 and 0 < row["accuracy"]["2d"]["all"]["nsd"] <= 1
     assert payload["rows"][1]["peak_rss_mb"] > 0 and payload["rows"][1]["size_mb"] > 0
     for plot in ("accuracy_vs_latency.png", "dsc_vs_clicks.png"):
