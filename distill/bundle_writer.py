@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,27 @@ def write_manifest(folder: Path, manifest: dict[str, Any], extra: dict[str, dict
     }
     manifest["files"].update(extra or {})
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def export_main(parser: argparse.ArgumentParser, argv: list[str] | None, build: Callable[[argparse.Namespace], dict]) -> int:
+    """What every bundle export shares: corpus/calibration/validation/seed/force options, the refusal to replace
+    a bundle without --force, and the parity report on stdout. ``parser`` brings ``--out`` and its own options."""
+    from .corpus import DEFAULT_CORPUS
+
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--calibration-images", type=int, default=64)
+    parser.add_argument("--validation-images", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    args = parser.parse_args(argv)
+    args.corpus = args.corpus.resolve()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists; pass --force to replace it", file=sys.stderr)
+        return 1
+    for key, value in build(args)["parity"].items():
+        print(f"{key}: {value}")
+    return 0
 
 
 def install_bundle(staging: Path, destination: Path, force: bool) -> None:

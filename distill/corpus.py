@@ -59,6 +59,15 @@ def read_corpus(root: str | Path, license_classes: tuple[str, ...] = ("permissiv
     ]
 
 
+def calibration_and_validation(root: str | Path, calibration_count: int, validation_count: int,
+                               seed: int) -> tuple[list[CorpusImage], list[CorpusImage]]:
+    """Permissive images for INT8 calibration, and disjoint masked ones for the export-time parity check."""
+    images = read_corpus(root, ("permissive",))
+    calibration = stratified_sample(images, calibration_count, seed)
+    held_out = [i for i in images if i.mask_path is not None and i not in calibration]
+    return calibration, stratified_sample(held_out, validation_count, seed + 1)
+
+
 def stratified_sample(images: list[CorpusImage], count: int, seed: int) -> list[CorpusImage]:
     """``count`` images spread over sources round-robin, so small sources are not drowned by large ones."""
     rng = random.Random(seed)

@@ -21,8 +21,8 @@ import numpy as np
 
 from imis_lite.preprocess import encoder_input
 
-from .bundle_writer import install_bundle, prompt_encoder_arrays, write_manifest
-from .corpus import DEFAULT_CORPUS, read_corpus, stratified_sample
+from .bundle_writer import export_main, install_bundle, prompt_encoder_arrays, write_manifest
+from .corpus import calibration_and_validation
 from .onnx_wrappers import DecoderForExport, export_decoder, export_encoder
 from .parity import check_bundle
 from .quantize import CONVOLUTIONS, onnxruntime_int8, openvino_int8
@@ -42,10 +42,7 @@ def _openvino_ir(onnx_path: Path, xml_path: Path) -> None:
 def build(out: Path, corpus: Path, calibration_count: int, validation_count: int, seed: int, force: bool) -> dict:
     started = time.time()
     net = load_litemedsam()
-    images = read_corpus(corpus, ("permissive",))
-    calibration = stratified_sample(images, calibration_count, seed)
-    held_out = [i for i in images if i.mask_path is not None and i not in calibration]
-    validation = stratified_sample(held_out, validation_count, seed + 1)
+    calibration, validation = calibration_and_validation(corpus, calibration_count, validation_count, seed)
 
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp) / out.name
@@ -120,20 +117,7 @@ def _checkpoint_sha256() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("weights/litemedsam"))
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--calibration-images", type=int, default=64)
-    parser.add_argument("--validation-images", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.out.exists() and not args.force:
-        print(f"error: {args.out} exists; pass --force to replace it", file=sys.stderr)
-        return 1
-    manifest = build(args.out, args.corpus.resolve(), args.calibration_images, args.validation_images, args.seed, args.force)
-    for key, value in manifest["parity"].items():
-        print(f"{key}: {value}")
-    return 0
+    return export_main(parser, argv, lambda a: build(a.out, a.corpus, a.calibration_images, a.validation_images, a.seed, a.force))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import numpy as np
 from imis_lite.bundle import load_bundle
 from imis_lite.preprocess import encoder_input
 
-from .bundle_writer import install_bundle, prompt_encoder_arrays, write_manifest
-from .corpus import DEFAULT_CORPUS, read_corpus, stratified_sample
+from .bundle_writer import export_main, install_bundle, prompt_encoder_arrays, write_manifest
+from .corpus import calibration_and_validation
 from .model_card import write_model_card
 from .onnx_wrappers import export_encoder
 from .parity import check_bundle
@@ -37,7 +37,7 @@ from .teachers import load_litemedsam
 
 log = logging.getLogger("imis_lite.distill")
 
-#: Op types that stay float in both INT8 encoders: the linear attention's products and its division.
+#: OpenVINO op types NNCF leaves float: the linear attention's products and its division (ORT: attention_nodes).
 FLOAT_OPS_OPENVINO = ["MatMul", "Divide"]
 
 
@@ -64,10 +64,7 @@ def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation
     net = load_litemedsam()
     net.image_encoder = student  # the student in the teacher's place: the PyTorch yardstick for parity
     teacher_bundle = load_bundle(config["teacher"])
-    images = read_corpus(corpus, ("permissive",))
-    calibration = stratified_sample(images, calibration_count, seed)
-    held_out = [i for i in images if i.mask_path is not None and i not in calibration]
-    validation = stratified_sample(held_out, validation_count, seed + 1)
+    calibration, validation = calibration_and_validation(corpus, calibration_count, validation_count, seed)
     tensors = [encoder_input(image.image(), 256)[0] for image in calibration]
     shared_decoder = f"../{teacher_bundle.root.name}/decoder.onnx"
 
@@ -116,12 +113,13 @@ def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation
             "command": f"python -m imis_lite.distill.export_student --run {run} --out {out}",
             "tools": {pkg: version(pkg) for pkg in ("torch", "onnx", "onnxruntime", "openvino", "nncf")},
         }
-        write_manifest(staging, manifest, extra={shared_decoder: teacher_bundle.manifest["files"]["decoder.onnx"]})
+        shared = {shared_decoder: teacher_bundle.manifest["files"]["decoder.onnx"]}
+        write_manifest(staging, manifest, extra=shared)
         log.info("checking parity against PyTorch on %d held-out corpus images", len(validation))
         manifest["parity"] = check_bundle(staging, net, validation)
         manifest["export_seconds"] = round(time.time() - started, 1)
         write_model_card(staging / "MODEL_CARD.md", manifest, run)
-        write_manifest(staging, manifest, extra={shared_decoder: teacher_bundle.manifest["files"]["decoder.onnx"]})
+        write_manifest(staging, manifest, extra=shared)
         install_bundle(staging, out, force)
     return manifest
 
@@ -130,20 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="training run folder (config.json, student.pt)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--calibration-images", type=int, default=64)
-    parser.add_argument("--validation-images", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.out.exists() and not args.force:
-        print(f"error: {args.out} exists; pass --force to replace it", file=sys.stderr)
-        return 1
-    manifest = build(args.run, args.out, args.corpus.resolve(), args.calibration_images, args.validation_images, args.seed, args.force)
-    for key, value in manifest["parity"].items():
-        print(f"{key}: {value}")
-    return 0
+    return export_main(parser, argv, lambda a: build(a.run, a.out, a.corpus, a.calibration_images, a.validation_images, a.seed, a.force))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_linear_attention_divides_in_fp32_under_autocast():
 
 
 def test_linear_attention_normaliser_is_a_weighted_mean_of_values():
-    # one position, non-negative features: attention output must equal v where all weights coincide
+    # numerator / denominator, broadcast over the value rows: 6 / 2 everywhere
     numerator, denominator = torch.full((1, 1, 4, 3), 6.0), torch.full((1, 1, 1, 3), 2.0)
     assert torch.allclose(LinearAttentionNorm()(numerator, denominator), torch.full((1, 1, 4, 3), 3.0), atol=1e-5)
 
