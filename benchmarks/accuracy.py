@@ -2,7 +2,8 @@
 
 2D cases: box = the object's bounding box (optionally jittered), then clicks at the centre of the largest
 error region with the previous low-res logits fed back. 3D cases: a 3D box through the same propagation as
-``imis-lite segment`` (window/percentile intensity, middle slice first).
+``imis-lite segment`` (window/percentile intensity, middle slice first), and again through LiteMedSAM's own
+scheme (previous mask's box, stop when empty) as the reference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from imis_lite.demo import boxes_from_labels
 from imis_lite.io import read_scan
 from imis_lite.job import RawObject, resolve, segment_scan
+from imis_lite.volume import LITEMEDSAM_PROPAGATION
 
 from .clicks import next_click
 from .metrics import dice, nsd
@@ -32,6 +34,7 @@ class ObjectScore:
     nsd: float
     click_dsc: list[float] = field(default_factory=list)  # after 1..N clicks (2D only)
     middle_slice_dsc: float | None = None  # 3D: DSC of the first, box-prompted middle slice on its own
+    litemedsam_scheme_dsc: float | None = None  # 3D: DSC through LiteMedSAM's own propagation
 
 
 def jittered(box: np.ndarray, pixels: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -76,9 +79,11 @@ def score_3d(segmenter, path: Path) -> list[ObjectScore]:
         corners = np.argwhere(truth)
         prompt = resolve(scan, RawObject([*corners.min(0), *corners.max(0)]))
         predicted = segment_scan(segmenter, scan, [prompt]) == 1
+        reference = segment_scan(segmenter, scan, [prompt], rules=LITEMEDSAM_PROPAGATION) == 1
         middle = (corners[:, 2].min() + corners[:, 2].max()) // 2  # where propagation starts, from the box alone
         scores.append(ObjectScore(path.stem, scan.modality or "", label, 3, dice(predicted, truth), nsd(predicted, truth, scan.spacing),
-                                  middle_slice_dsc=dice(predicted[:, :, middle], truth[:, :, middle])))
+                                  middle_slice_dsc=dice(predicted[:, :, middle], truth[:, :, middle]),
+                                  litemedsam_scheme_dsc=dice(reference, truth)))
     return scores
 
 
@@ -115,10 +120,17 @@ def summarise(scores: list[ObjectScore]) -> dict:
         out[f"{dims}d"] = group
     two_d = [s for s in scores if s.dims == 2 and s.click_dsc]
     if two_d:
-        curve = [float(np.mean([s.dsc for s in two_d]))] + list(np.mean([s.click_dsc for s in two_d], axis=0))
-        out["clicks"] = {"dsc_per_click": [round(float(v), 4) for v in curve],
-                         "auc": round(float(np.trapezoid(curve) / (len(curve) - 1)), 4)}
+        curve = _click_curve(two_d)
+        out["clicks"] = {"dsc_per_click": curve, "auc": round(float(np.trapezoid(curve) / (len(curve) - 1)), 4),
+                         "per_modality": {m: _click_curve([s for s in two_d if s.modality == m])
+                                          for m in sorted({s.modality for s in two_d})}}
     return out
+
+
+def _click_curve(subset: list[ObjectScore]) -> list[float]:
+    """Mean DSC after the box, then after each click."""
+    curve = [float(np.mean([s.dsc for s in subset]))] + list(np.mean([s.click_dsc for s in subset], axis=0))
+    return [round(float(v), 4) for v in curve]
 
 
 def _means(subset: list[ObjectScore]) -> dict:
@@ -128,6 +140,7 @@ def _means(subset: list[ObjectScore]) -> dict:
     if middles:
         means["middle_slice_dsc"] = round(float(np.mean(middles)), 4)
         means["objects_below_middle_minus_0.05"] = sum(s.dsc < s.middle_slice_dsc - 0.05 for s in subset if s.middle_slice_dsc is not None)
+        means["litemedsam_scheme_dsc"] = round(float(np.mean([s.litemedsam_scheme_dsc for s in subset])), 4)
     return means
 
 

@@ -41,14 +41,26 @@ def results_table(payload: dict) -> str:
         for row in (r for r in rows if "2d" in r["accuracy"]):
             cells = [row["accuracy"]["2d"].get(m) for m in modalities]
             lines.append(f"| {row['variant']} | " + " | ".join(f"{c['dsc']:.3f} / {c['nsd']:.3f}" if c else "-" for c in cells) + " |")
+    with_clicks = [r for r in rows if r["accuracy"].get("clicks", {}).get("per_modality")]
+    if with_clicks:
+        lines += ["", "2D DSC after the box -> after 5 corrective clicks, per modality:", "",
+                  "| variant | all | " + " | ".join(modalities) + " |", "|---|---:|" + "---:|" * len(modalities)]
+        for row in with_clicks:
+            clicks = row["accuracy"]["clicks"]
+            curves = [clicks["dsc_per_click"]] + [clicks["per_modality"].get(m) for m in modalities]
+            lines.append(f"| {row['variant']} | " + " | ".join(f"{c[0]:.3f} -> {c[-1]:.3f}" if c else "-" for c in curves) + " |")
     three_d = [r for r in rows if "3d" in r["accuracy"]]
     if three_d:
-        lines += ["", "3D: propagated volume vs its middle slice alone (box-prompted), mean over objects:", "",
-                  "| variant | 3D DSC | middle slice DSC | objects | objects below middle - 0.05 |", "|---|---:|---:|---:|---:|"]
+        lines += ["", "3D: propagated volume vs its middle slice alone (box-prompted) and vs LiteMedSAM's own propagation "
+                  "scheme, mean over objects:", "",
+                  "| variant | 3D DSC | LiteMedSAM scheme 3D DSC | middle slice DSC | objects | objects below middle - 0.05 |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for row in three_d:
-            total = row["accuracy"]["3d"]["all"]
-            lines.append(f"| {row['variant']} | {total['dsc']:.4f} | {total.get('middle_slice_dsc', float('nan')):.4f} "
-                         f"| {total['objects']} | {total.get('objects_below_middle_minus_0.05', '-')} |")
+            for group in sorted(row["accuracy"]["3d"], key=lambda g: g != "all"):
+                total = row["accuracy"]["3d"][group]
+                lines.append(f"| {row['variant']} ({group}) | {total['dsc']:.4f} | {total.get('litemedsam_scheme_dsc', float('nan')):.4f} "
+                             f"| {total.get('middle_slice_dsc', float('nan')):.4f} "
+                             f"| {total['objects']} | {total.get('objects_below_middle_minus_0.05', '-')} |")
     if payload.get("cli_3d"):
         lines += ["", "3D through the CLI (example_ct_sm.nii.gz, largest organ, default engine and precision):", "",
                   "| model | seconds | Dice |", "|---|---:|---:|"]

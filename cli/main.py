@@ -166,8 +166,10 @@ def info(input_path: Path, volume: int | None, series: str | None) -> None:
               help="x0 y0 x1 y1 (with --slice) or x0 y0 z0 x1 y1 z1; repeat for several objects.")
 @click.option("--slice", "slices", type=click.IntRange(0), multiple=True,
               help="Slice z for a 2D box on a volume: once for all boxes, or once per --box in order.")
-@click.option("--point", "points", multiple=True, callback=parse_numbers, help="Foreground click x y [z].")
-@click.option("--neg-point", "neg_points", multiple=True, callback=parse_numbers, help="Background click x y [z].")
+@click.option("--point", "points", multiple=True, callback=parse_numbers,
+              help="Foreground click x y [z]; with a 3D box, on any slice of its z-range.")
+@click.option("--neg-point", "neg_points", multiple=True, callback=parse_numbers,
+              help="Background click x y [z]; with a 3D box, on any slice of its z-range.")
 @click.option("--prompts", "prompt_file", type=click.Path(path_type=Path), default=None,
               help="JSON file of objects (see README) instead of --box/--point.")
 @click.option("--coords", type=click.Choice(["voxel", "world"]), default="voxel", show_default=True,

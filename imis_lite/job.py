@@ -16,7 +16,7 @@ from .errors import PromptError
 from .intensity import infer_modality, to_uint8
 from .io.scan import Scan
 from .predictor import Segmenter
-from .volume import ObjectPrompt, segment_object
+from .volume import DEFAULT_PROPAGATION, ObjectPrompt, Propagation, segment_object
 
 
 @dataclass
@@ -127,7 +127,12 @@ def resolve(scan: Scan, raw: RawObject, world: bool = False) -> ObjectPrompt:
         raise PromptError("each object needs a box or a point")
     if prompt.box is None and not any(p[3] == 1 for p in prompt.points):
         raise PromptError("an object given by clicks needs at least one foreground --point")
-    if prompt.z_range is None and prompt.points:
+    if prompt.z_range is not None:
+        z0, z1 = prompt.z_range
+        outside = [p for p in prompt.points if not z0 <= p[2] <= z1]
+        if outside:
+            raise PromptError(f"point at z = {outside[0][2]} lies outside the box's z-range {z0}..{z1}")
+    elif prompt.points:
         start = prompt.slice_index if prompt.slice_index is not None else prompt.points[0][2]
         if any(p[2] != start for p in prompt.points):
             raise PromptError("all clicks of one object must lie on the slice being segmented")
@@ -142,6 +147,7 @@ def segment_scan(
     modality: str | None = None,
     window: tuple[float, float] | None = None,
     on_slice: Callable[[], None] | None = None,
+    rules: Propagation = DEFAULT_PROPAGATION,
 ) -> np.ndarray:
     """Label map with the scan's spatial shape; object i of ``prompts`` gets label i + 1 (later ones win)."""
     modality = modality or scan.modality or infer_modality(scan.data)
@@ -149,7 +155,7 @@ def segment_scan(
     labels = np.zeros(scan.spatial_shape, dtype=np.uint16 if len(prompts) > 255 else np.uint8)
     for label, prompt in enumerate(prompts, start=1):
         if scan.is_volume:
-            masks = segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], prompt, on_slice)
+            masks = segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], prompt, on_slice, rules)
             for k, mask in masks.items():
                 labels[:, :, k][mask.T] = label
         else:

@@ -1,9 +1,18 @@
-"""3D segmentation from a 3D box: segment the middle slice, then walk up and down.
+"""3D segmentation: segment one slice from the user's prompt, then propagate slice by slice.
 
 Each next slice is prompted with the bounding box of the previous slice's mask, widened by 3 pixels of the
-model frame as LiteMedSAM's own 3D inference does (a flush box makes the mask shrink slice after slice),
-until the mask vanishes or the box's z-range ends. Embeddings stay in the Segmenter's cache, so several objects
-in one volume share them.
+model frame as LiteMedSAM's own 3D inference does (a flush box makes the mask shrink slice after slice).
+Unlike LiteMedSAM's scheme, every prompt box and every mask stays inside the user's 3D box (x, y and z), and
+clicks on any slice of the box correct that slice when propagation reaches it, everything beyond it being
+propagated from the corrected slice (propagation never stops before a clicked slice).
+
+Measured on ../shared/data's 95 volume objects (README): keeping inside the box lifts 3D DSC by 0.03; feeding
+the previous slice's logits as mask input (``carry_logits``) lowers it by 0.06 even after the mask-input path
+was trained (the box-trained decoder answers any mask input less well than none), and stopping on the decoder's
+predicted IoU (``min_score``) or on slice-to-slice overlap (``min_overlap``) only cuts correct slices when the
+box's z-range is tight. So these three are off by default, kept for experiments and loose z-ranges.
+
+Embeddings stay in the Segmenter's cache, so re-running an object after a click costs only the decoder.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ class ObjectPrompt:
     """One object, in voxel indices of the volume (x = i, y = j, z = k), corners inclusive.
 
     box: (x0, y0, x1, y1) on ``slice_index``, or with ``z_range`` a 3D box to propagate through.
-    points: (x, y, z, label) clicks, label 1 = foreground, 0 = background.
+    points: (x, y, z, label) clicks, label 1 = foreground, 0 = background; with a ``z_range`` they may lie
+    on any slice of it.
     """
 
     box: tuple[float, float, float, float] | None = None
@@ -39,9 +49,24 @@ class ObjectPrompt:
             return int(self.points[0][2])
         raise PromptError("a prompt needs a box with a slice (or a 3D box) or a point")
 
+    def clicks_on(self, k: int) -> list[tuple[float, float, int, int]]:
+        return [p for p in self.points if int(p[2]) == k]
 
-#: LiteMedSAM's ``bbox_shift`` for propagated boxes, in pixels of the model's input frame.
-PROPAGATION_MARGIN = 3
+
+@dataclass(frozen=True)
+class Propagation:
+    """The rules of slice-to-slice propagation (measured on ../shared/data's volumes; see the README)."""
+
+    margin: float = 3.0  # box widening, pixels of the model frame
+    carry_logits: bool = False  # previous slice's logits as mask input too (measured worse: see the README)
+    keep_inside_box: bool = True
+    min_score: float = 0.0
+    min_overlap: float = 0.0
+
+
+DEFAULT_PROPAGATION = Propagation()
+#: LiteMedSAM's own 3D inference, kept as the benchmark's reference: box of the previous mask, stop when empty.
+LITEMEDSAM_PROPAGATION = Propagation(keep_inside_box=False)
 
 
 def mask_box(mask: np.ndarray, margin: float = 0.0) -> np.ndarray | None:
@@ -56,42 +81,89 @@ def mask_box(mask: np.ndarray, margin: float = 0.0) -> np.ndarray | None:
     ], dtype=np.float64)
 
 
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+@dataclass
+class _SliceAnswer:
+    mask: np.ndarray
+    logits: np.ndarray  # low-res, model frame
+    score: float
+
+
+class _Bounds:
+    """The user's box in x and y (the whole slice without one), for clipping prompt boxes and masks."""
+
+    def __init__(self, box: tuple[float, float, float, float] | None, shape: tuple[int, int]) -> None:
+        height, width = shape
+        self.box = np.array([0, 0, width - 1, height - 1], float) if box is None else np.asarray(box, float)
+        self.inside = np.zeros(shape, bool)
+        x0, y0, x1, y1 = self.box
+        self.inside[int(np.floor(y0)):int(np.ceil(y1)) + 1, int(np.floor(x0)):int(np.ceil(x1)) + 1] = True
+
+    def clip(self, box: np.ndarray) -> np.ndarray | None:
+        """The part of a box inside the user's box; None when they do not meet."""
+        clipped = np.r_[np.maximum(box[:2], self.box[:2]), np.minimum(box[2:], self.box[2:])]
+        return None if np.any(clipped[2:] < clipped[:2]) else clipped
+
+
+def _predict(segmenter: Segmenter, box, clicks, mask_input) -> _SliceAnswer:
+    masks, scores, logits = segmenter.predict(
+        box=box,
+        points=[[p[0], p[1]] for p in clicks] if clicks else None,
+        labels=[p[3] for p in clicks] if clicks else None,
+        mask_input=mask_input,
+    )
+    return _SliceAnswer(masks[0], logits[0], float(scores[0]))
+
+
 def segment_object(
     segmenter: Segmenter,
     slice_image: Callable[[int], np.ndarray],
     depth: int,
     prompt: ObjectPrompt,
     on_slice: Callable[[], None] | None = None,
+    rules: Propagation = DEFAULT_PROPAGATION,
 ) -> dict[int, np.ndarray]:
     """Slice index -> (Y, X) bool mask for one object; ``slice_image(k)`` gives slice k as (Y, X)."""
     start = prompt.start_slice()
     if not 0 <= start < depth:
         raise PromptError(f"slice {start} is outside the volume (z in 0..{depth - 1})")
     segmenter.set_image(slice_image(start))
-    points = [p for p in prompt.points if int(p[2]) == start]
-    masks, _, _ = segmenter.predict(
-        box=None if prompt.box is None else np.asarray(prompt.box, float),
-        points=[[p[0], p[1]] for p in points] if points else None,
-        labels=[p[3] for p in points] if points else None,
-    )
-    result = {start: masks[0]}
+    bounds = _Bounds(prompt.box if rules.keep_inside_box else None, segmenter.image_shape)
+    first = _predict(segmenter, None if prompt.box is None else np.asarray(prompt.box, float), prompt.clicks_on(start), None)
+    first.mask &= bounds.inside
+    result = {start: first.mask}
     if on_slice:
         on_slice()
     if prompt.z_range is None:
         return result
     z0, z1 = prompt.z_range
-    margin = PROPAGATION_MARGIN * max(segmenter.image_shape) / segmenter.input_size
+    clicked = sorted({int(p[2]) for p in prompt.points})
+    margin = rules.margin * max(segmenter.image_shape) / segmenter.input_size
     for direction, stop in ((1, z1), (-1, z0)):
-        previous = result[start]
+        previous = first
         for k in range(start + direction, stop + direction, direction):
-            box = mask_box(previous, margin)
+            clicks = prompt.clicks_on(k)
+            must_reach = any((c - k) * direction >= 0 for c in clicked)
+            box = mask_box(previous.mask, margin)
+            box = None if box is None else bounds.clip(box)
             if box is None:
-                break
+                if not must_reach:
+                    break
+                box = np.asarray(prompt.box, float)
             segmenter.set_image(slice_image(k))
-            previous = segmenter.predict(box=box)[0][0]
+            carried = previous.logits if rules.carry_logits and previous.mask.any() else None
+            current = _predict(segmenter, box, clicks, carried)
+            current.mask &= bounds.inside
             if on_slice:
                 on_slice()
-            if not previous.any():
+            looks_lost = (not current.mask.any() or current.score < rules.min_score
+                          or _overlap(current.mask, previous.mask) < rules.min_overlap)
+            if looks_lost and not must_reach:
                 break
-            result[k] = previous
+            result[k] = current.mask
+            previous = current
     return result

@@ -42,6 +42,17 @@ def test_phantom_mask_lands_on_the_cuboid_and_keeps_the_affine(tmp_path, name):
     assert dice(np.asarray(written.dataobj) == 1, truth) > 0.9
 
 
+def test_clicks_on_other_slices_of_a_3d_box_are_taken(tmp_path):
+    source = tmp_path / "p.nii.gz"
+    _, truth = write_nifti(source, AFFINES["identity"])
+    x0, y0, z0, x1, y1, z1 = box_of(truth)
+    out = tmp_path / "seg.nii.gz"
+    result = run("segment", source, "--box", *numbers(box_of(truth)), "--point", (x0 + x1) // 2, (y0 + y1) // 2, z1,
+                 "--neg-point", x0 + 2, y0 + 2, z0, "-o", out, "--modality", "MR")
+    assert result.exit_code == 0, result.output
+    assert dice(np.asarray(nib.load(str(out)).dataobj) == 1, truth) > 0.9
+
+
 @pytest.mark.parametrize("name", ["flipped", "oblique"])
 def test_world_coordinates_reach_the_same_voxels(tmp_path, name):
     source = tmp_path / "p.nii.gz"
@@ -202,6 +213,7 @@ def test_nan_and_constant_images(tmp_path):
         (["--box", "28", "88", "3", "200", "136", "8"], "x = 200 is outside"),
         (["--box", "28", "88", "3", "91", "136", "40"], "z = 40 is outside"),
         (["--box", "28", "88", "91", "136", "--slice", "25"], "outside"),
+        (["--box", "28", "88", "3", "91", "136", "8", "--neg-point", "50", "100", "10"], "outside the box's z-range"),
     ],
 )
 def test_bad_boxes(tmp_path, phantom_file, box, message):

@@ -3,18 +3,28 @@
 import re
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 from click.testing import CliRunner
 from imis_lite.cli.main import main
+
+from imis_lite.demo import sample_path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_python_snippet_runs_and_segments_the_liver(capsys):
-    snippet = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
-    exec(compile(snippet, "README.md", "exec"), {})
+def test_python_snippets_run_segment_the_liver_and_write_a_volume(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for snippet in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):
+        exec(compile(snippet, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     dice = float(re.search(r"liver Dice ([0-9.]+)", printed).group(1))
     assert dice > 0.8  # LiteMedSAM (PyTorch) scores 0.83 on this slice's liver from its tight box
+    written = nib.load(tmp_path / "liver.nii.gz")
+    truth = nib.load(sample_path("example_seg.nii.gz"))
+    np.testing.assert_allclose(written.affine, truth.affine)
+    assert written.shape == truth.shape and np.asarray(written.dataobj).any()
 
 
 def test_demo_prints_dice_per_organ():

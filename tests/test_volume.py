@@ -1,6 +1,7 @@
 """3D propagation on a phantom with a known extent, through the Python API."""
 
 import numpy as np
+import pytest
 
 from imis_lite import Segmenter
 from imis_lite.intensity import to_uint8
@@ -17,10 +18,14 @@ def test_mask_box_is_inclusive_and_none_when_empty():
     assert mask_box(np.zeros((3, 3), bool)) is None
 
 
-def test_propagation_covers_the_cuboid_and_stays_inside_the_z_range():
+@pytest.fixture(scope="module")
+def phantom_segmenter():
     data, truth = phantom()
-    image = to_uint8(data, "MR")
-    segmenter = Segmenter(threads=2)
+    return Segmenter(threads=2), to_uint8(data, "MR"), truth
+
+
+def test_propagation_covers_the_cuboid_and_stays_inside_the_z_range(phantom_segmenter):
+    segmenter, image, truth = phantom_segmenter
     x, y, z = CUBOID
     box = (x.start - 2, y.start - 2, x.stop + 1, y.stop + 1)
     calls = []
@@ -35,3 +40,30 @@ def test_propagation_covers_the_cuboid_and_stays_inside_the_z_range():
     # in a box, so propagation rarely stops early; see the README)
     wide = segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], ObjectPrompt(box=box, z_range=(1, 10)))
     assert set(wide) <= set(range(1, 11)) and set(range(z.start, z.stop)) <= set(wide)
+
+
+def _segment(segmenter, image, prompt):
+    return segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], prompt)
+
+
+def test_masks_stay_inside_the_users_box_on_every_slice(phantom_segmenter):
+    segmenter, image, _ = phantom_segmenter
+    x, y, z = CUBOID
+    box = (x.start + 20, y.start - 2, x.stop + 10, y.stop + 1)  # cuts the cuboid's left part off
+    slices = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1)))
+    assert sorted(slices) == list(range(z.start, z.stop))
+    for mask in slices.values():
+        columns = np.flatnonzero(mask.any(axis=0))
+        assert columns.min() >= box[0] and columns.max() <= box[2]
+
+
+def test_a_click_on_another_slice_corrects_it_and_what_lies_beyond(phantom_segmenter):
+    segmenter, image, _ = phantom_segmenter
+    x, y, z = CUBOID
+    box = (x.start - 2, y.start - 2, x.stop + 1, y.stop + 1)
+    plain = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1)))
+    last = z.stop - 1
+    clicked = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1),
+                                                      points=[(x.start + 5, y.start + 5, last, 0)]))
+    assert all(np.array_equal(plain[k], clicked[k]) for k in range(z.start, last))
+    assert not np.array_equal(plain[last], clicked[last])

@@ -74,8 +74,9 @@ def label_dtype(labels: np.ndarray) -> type:
     return np.uint8 if labels.max(initial=0) <= 255 else np.uint16
 
 
-def write_labels(path: Path, scan: Scan, labels: np.ndarray, force: bool = False) -> None:
+def write_labels(path: str | Path, scan: Scan, labels: np.ndarray, force: bool = False) -> None:
     """labels: the scan's spatial shape ((X, Y, Z) for volumes, (H, W) for 2D images), 0 = background."""
+    path = Path(path)
     kind = check_output(path, scan, force)
     labels = labels.astype(label_dtype(labels))
     if kind == "nifti":
