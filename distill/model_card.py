@@ -15,7 +15,7 @@ def _training_summary(run: Path) -> dict:
             "validation": validated[-1]["validation"] if validated else {}}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
@@ -37,8 +37,8 @@ def write_model_card(path: Path, manifest: dict, run: Path) -> None:
 
 An EfficientViT-style image encoder ({student['architecture']}: {student['params'] / 1e6:.2f} M parameters,
 {student['gflops']} GFLOPs per 256x256 image; LiteMedSAM's TinyViT: 5.73 M, 74.9 GFLOPs) distilled from
-LiteMedSAM. The prompt encoder and mask decoder are LiteMedSAM's, unchanged (the bundle uses
-`../litemedsam/decoder.onnx`, checked by sha256). Licence: Apache-2.0, as the teacher.
+LiteMedSAM. The mask decoder is LiteMedSAM's, unchanged (the bundle uses `../litemedsam/decoder.onnx`, checked
+by sha256), and so is the prompt encoder's box path. Licence: Apache-2.0, as the teacher.
 
 ## Training data
 Only `../shared/corpus/`, license classes **{', '.join(cache_meta['license_classes'])}**
@@ -52,7 +52,7 @@ Loss: normalised embedding MSE to the teacher + {config['prompt_weight']} x (box
 through the frozen teacher decoder (BCE to the teacher's probabilities + soft Dice), the decoder term every
 {config['prompt_every']} steps. AdamW, lr {config['lr']} (cosine, {config['warmup']} warm-up steps), batch
 {config['batch']}, {summary['steps']} steps, seed {config['seed']}; {summary['hours']} h on {config['device']}
-({_cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}).
+({cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}).
 Held-out corpus views at the end: {json.dumps(summary['validation'])}.
 
 ## Reproduce

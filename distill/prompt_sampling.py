@@ -27,7 +27,12 @@ def sample_prompts(mask: np.ndarray, valid_shape: tuple[int, int], rng: np.rando
     if not labels:
         box = _random_region(valid_shape, rng)
         return box, np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)
-    region = mask == rng.choice(labels)
+    return region_prompts(mask == rng.choice(labels), valid_shape, rng, max_jitter)
+
+
+def region_prompts(region: np.ndarray, valid_shape: tuple[int, int], rng: np.random.Generator,
+                   max_jitter: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """(box x0 y0 x1 y1, point x y) for one non-empty object mask, in model-input pixels."""
     ys, xs = np.nonzero(region)
     jitter = rng.uniform(-max_jitter, max_jitter, 4)
     box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32) + jitter

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real cases in ../shared/data and the PyTorch LiteMedSAM reference."""
+"""Shared fixtures: the real cases in ../shared/data, the PyTorch LiteMedSAM reference, a small teacher cache."""
 
 from __future__ import annotations
 
@@ -37,3 +37,13 @@ def reference(teacher):
     from imis_lite.distill.reference import TorchReference
 
     return TorchReference(teacher)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """Six un-augmented views of BTCV corpus slices (with organ labels) through the LiteMedSAM teacher."""
+    from imis_lite.distill.corpus import DEFAULT_CORPUS
+    from imis_lite.distill.teacher_cache import build_cache
+
+    folder = tmp_path_factory.mktemp("cache")
+    return build_cache(folder, DEFAULT_CORPUS.resolve(), "litemedsam", views=2, license_classes=("permissive",), seed=0, limit=6)

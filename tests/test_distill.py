@@ -91,15 +91,6 @@ def test_teachers_refuse_a_missing_or_foreign_checkpoint(tmp_path):
         IMISNetTeacher(tmp_path / "other.pth")
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    from imis_lite.distill.corpus import DEFAULT_CORPUS
-    from imis_lite.distill.teacher_cache import build_cache
-
-    folder = tmp_path_factory.mktemp("cache")
-    return build_cache(folder, DEFAULT_CORPUS.resolve(), "litemedsam", views=2, license_classes=("permissive",), seed=0, limit=6)
-
-
 def test_teacher_cache_holds_views_teacher_answers_and_prompts_inside_objects(tiny_cache):
     assert tiny_cache.complete == 6
     assert tiny_cache["embeddings"].shape == (6, 256, 64, 64)

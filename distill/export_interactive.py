@@ -1,0 +1,143 @@
+"""Install an interactively trained prompt path into shipped bundles: prompt_encoder.npz, manifest, model card.
+
+    python -m imis_lite.distill.export_interactive --run runs/interactive-litemedsam \\
+        --bundle weights/litemedsam --bundle weights/effvit-s
+
+Run after the bundle's own export (``export_litemedsam`` / ``export_student``), which writes LiteMedSAM's
+prompt encoder as it was. The box path (Fourier matrix, box-corner embeddings, no-mask embedding) is checked
+to be unchanged before anything is written, so box-only answers stay the bundle's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from imis_lite.bundle import MANIFEST
+
+from .bundle_writer import prompt_encoder_arrays, write_manifest
+from .model_card import cpu_name
+from .teacher_cache import TeacherCache
+from .teachers import load_litemedsam
+from .train import split_items
+from .train_interactive import list_objects
+
+log = logging.getLogger("imis_lite.distill")
+
+CARD = "MODEL_CARD.md"
+SECTION = "## Interactive prompt path (clicks and mask input)"
+
+
+def trained_arrays(run: Path) -> dict[str, np.ndarray]:
+    """The run's prompt encoder as NumPy arrays, refused if its box path differs from LiteMedSAM's."""
+    import torch
+
+    original = prompt_encoder_arrays(load_litemedsam().prompt_encoder)
+    net = load_litemedsam()
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["net"]
+    net.load_state_dict(state)
+    arrays = prompt_encoder_arrays(net.prompt_encoder)
+    box_path = {"pe_gaussian": arrays["pe_gaussian"], "box corners": arrays["point_embeddings"][2:],
+                "no_mask": arrays["no_mask"]}
+    reference = {"pe_gaussian": original["pe_gaussian"], "box corners": original["point_embeddings"][2:],
+                 "no_mask": original["no_mask"]}
+    for name, value in box_path.items():
+        if not np.array_equal(value, reference[name]):
+            raise SystemExit(f"{run}: the {name} changed in training; box answers would no longer be the bundle's")
+    return arrays
+
+
+def run_record(run: Path) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    validated = [line for line in lines if "validation" in line]
+    cache_meta = json.loads((Path(config["cache"]) / "meta.json").read_text())
+    return {
+        "run": run.name, "steps": lines[-1]["step"], "hours": round(lines[-1].get("elapsed_s", 0) / 3600, 2),
+        "hardware": f"{cpu_name()}, {config['threads'] or 'all'} threads",
+        "embeddings": f"student {Path(config['student_run']).name}" if config.get("student_run") else "teacher litemedsam",
+        "trained_parameters": config["trained_parameters"], "train_objects": config["train_objects"],
+        "license_classes": cache_meta["license_classes"],
+        "masked_sources": _object_sources(config),
+        "held_out_dsc_per_click_before": validated[0]["validation"]["dsc_per_click"],
+        "held_out_dsc_per_click_after": validated[-1]["validation"]["dsc_per_click"],
+        "held_out_box_plus_prior_before": validated[0]["validation"]["box_plus_prior"],
+        "held_out_box_plus_prior_after": validated[-1]["validation"]["box_plus_prior"],
+        "command": (f"python -m imis_lite.distill.train_interactive --cache {config['cache']} --out runs/{run.name}"
+                    + (f" --student-run {config['student_run']}" if config.get("student_run") else "")
+                    + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}"),
+    }
+
+
+def _object_sources(config: dict) -> list[str]:
+    """Corpus sources of the objects the run trained on."""
+    cache = TeacherCache(config["cache"])
+    train_views, _ = split_items(cache, config["cache_views"], config["validation_every"])
+    views = np.unique(list_objects(cache, train_views)[:, 0])
+    return sorted({cache.meta["items"][view][0].split("/")[1] for view in views})
+
+
+def card_section(record: dict) -> str:
+    return f"""{SECTION}
+The positive, negative and padding point embeddings and the mask-input convolutions of the prompt encoder
+({record['trained_parameters']} parameters) were retrained by simulated interaction
+(`imis_lite.distill.train_interactive`): a box or an interior click, then up to 5 clicks at the centre of the
+largest error region with the previous low-res logits fed back, plus boxes with a distorted neighbouring mask as
+mask input (what 3D propagation gives). Encoder and mask decoder frozen, {record['embeddings']} embeddings from
+the teacher cache. Ground truth: {record['train_objects']} objects of the `../shared/corpus` label maps
+({', '.join(record['masked_sources'])}; license class {', '.join(record['license_classes'])}); nothing from
+`../shared/data`. {record['steps']} steps of 8 interactions, {record['hours']} h on {record['hardware']}.
+Box-only prompts use none of these parameters: their answers are unchanged.
+
+Held-out corpus objects, DSC after the box and after clicks 1-5:
+- before: {record['held_out_dsc_per_click_before']}
+- after: {record['held_out_dsc_per_click_after']}
+
+Box + distorted mask as prior: {record['held_out_box_plus_prior_before']} -> {record['held_out_box_plus_prior_after']}.
+
+Reproduce (after the bundle's export):
+```
+{record['command']}
+python -m imis_lite.distill.export_interactive --run runs/{record['run']} --bundle <this bundle>
+```
+"""
+
+
+def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    target = bundle / manifest["prompt_encoder"]
+    staging = target.with_suffix(".tmp.npz")
+    np.savez(staging, **arrays)
+    os.replace(staging, target)
+    card = bundle / CARD
+    if card.is_file():
+        text = card.read_text().split(SECTION)[0].rstrip() + "\n\n"
+    else:
+        text = f"# {manifest['name']}\n\nSource, export command and parity: manifest.json.\n\n"
+    card.write_text(text + card_section(record))  # before the manifest, which hashes it
+    manifest["interactive"] = record
+    shared = {name: entry for name, entry in manifest["files"].items() if name.startswith("../")}
+    write_manifest(bundle, manifest, shared)
+    log.info("installed into %s", bundle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="folder written by distill.train_interactive")
+    parser.add_argument("--bundle", type=Path, action="append", required=True, help="bundle folder; repeat for several")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    arrays, record = trained_arrays(args.run), run_record(args.run)
+    for bundle in args.bundle:
+        install(bundle, arrays, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

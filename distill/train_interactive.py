@@ -1,0 +1,289 @@
+"""Teach the prompt path to correct: simulated click rounds on cached embeddings, image encoder frozen.
+
+    python -m imis_lite.distill.train_interactive --cache runs/cache-litemedsam --out runs/interactive-litemedsam
+    python -m imis_lite.distill.train_interactive --cache runs/cache-litemedsam --student-run runs/effvit-s \\
+        --out runs/interactive-effvit-s
+
+Each step plays one IMIS-style interaction per object: the first prompt is the object's (jittered) box or one
+interior click, then rounds of clicks at the centre of the largest error region (the benchmark's protocol),
+every round given all clicks so far and the previous round's low-res logits as mask input; the round that
+carries the gradient is drawn at random. A third episode kind teaches the mask input to act as a prior, as 3D
+propagation uses it: a box plus the logits of a distorted (shifted, grown or shrunk) copy of the object.
+
+Trained: the positive / negative / padding point embeddings and the mask-input convolutions (5.6 k
+parameters of the NumPy prompt encoder), which a box-only prompt never touches, so box answers stay
+bit-identical and the shipped decoder file is shared unchanged. Ground truth: the corpus label maps held in the teacher cache
+(../shared/corpus, never ../shared/data). Seeded and resumable (``last.pt``), on CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from imis_lite.benchmarks.clicks import next_click
+
+from .prompt_sampling import region_prompts
+from .teacher_cache import TeacherCache
+from .teachers import load_litemedsam
+from .train import split_items
+
+log = logging.getLogger("imis_lite.distill")
+
+MIN_OBJECT_PIXELS = 16
+EPISODES = ("box", "click", "prior")
+
+
+def prompt_parameters(prompt_encoder) -> list[torch.nn.Parameter]:
+    """What clicks and mask input use and a box-only prompt does not."""
+    embeddings = prompt_encoder.point_embeddings
+    return [embeddings[0].weight, embeddings[1].weight, prompt_encoder.not_a_point_embed.weight,
+            *prompt_encoder.mask_downscaling.parameters()]
+
+
+def list_objects(cache: TeacherCache, items: np.ndarray) -> np.ndarray:
+    """(view, label) rows for every labelled object of at least MIN_OBJECT_PIXELS in the given views."""
+    rows = []
+    for view in items:
+        labels, counts = np.unique(cache["masks"][view], return_counts=True)
+        rows += [(view, label) for label, count in zip(labels, counts) if label and count >= MIN_OBJECT_PIXELS]
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def distorted_logits(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Logits (+-8) of the object shifted a few pixels and grown or shrunk: a neighbouring slice's answer."""
+    shift = rng.integers(-6, 7, 2)
+    moved = np.roll(region.astype(np.uint8), tuple(shift), axis=(0, 1))
+    radius = int(rng.integers(1, 6))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    moved = cv2.dilate(moved, kernel) if rng.random() < 0.5 else cv2.erode(moved, kernel)
+    return np.where(moved > 0, 8.0, -8.0).astype(np.float32)
+
+
+class Interaction:
+    """LiteMedSAM's prompt encoder and mask decoder, prompted the way the runtime prompts them."""
+
+    def __init__(self, net) -> None:
+        self.prompt_encoder, self.mask_decoder = net.prompt_encoder, net.mask_decoder
+
+    def __call__(self, embedding, boxes, points, labels, mask_input) -> torch.Tensor:
+        sparse, dense = self.prompt_encoder(
+            points=None if points is None else (points, labels), boxes=boxes, masks=mask_input)
+        logits, _ = self.mask_decoder(image_embeddings=embedding, image_pe=self.prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=False)
+        return logits
+
+
+def play(interaction: Interaction, embedding: torch.Tensor, truth: np.ndarray, episode: str, graded_round: int,
+         rng: np.random.Generator) -> torch.Tensor:
+    """Logits (B, 1, 256, 256) of round ``graded_round`` of one interaction per object; earlier rounds run
+    without gradient and only place clicks."""
+    batch = len(truth)
+    starts = [region_prompts(region, region.shape, rng) for region in truth]
+    boxes = torch.from_numpy(np.stack([box for box, _ in starts])) if episode != "click" else None
+    clicks = [[(float(p[0]), float(p[1]), 1)] for _, p in starts] if episode == "click" else [[] for _ in range(batch)]
+    mask_input = None
+    if episode == "prior":
+        mask_input = torch.from_numpy(np.stack([distorted_logits(region, rng) for region in truth]))[:, None]
+    for round_number in range(graded_round + 1):
+        points = labels = None
+        if clicks[0]:
+            points = torch.tensor([[c[:2] for c in row] for row in clicks], dtype=torch.float32)
+            labels = torch.tensor([[c[2] for c in row] for row in clicks], dtype=torch.int64)
+        with torch.set_grad_enabled(round_number == graded_round and torch.is_grad_enabled()):
+            logits = interaction(embedding, boxes, points, labels, mask_input)
+        if round_number == graded_round:
+            return logits
+        predicted = (logits[:, 0] > 0).numpy()
+        for row, prediction, region in zip(clicks, predicted, truth):
+            row.append(corrective_click(prediction, region, row))
+        mask_input = logits.detach()
+    raise AssertionError("unreachable")
+
+
+def corrective_click(prediction: np.ndarray, region: np.ndarray, row: list) -> tuple[float, float, int]:
+    """The protocol's next click; on a perfect mask the last click again (rows of a batch keep one length)."""
+    click = next_click(prediction, region)
+    if click is None:
+        click = row[-1] if row else next_click(np.zeros_like(region), region)
+    return click
+
+
+def mask_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice against the ground-truth object, averaged over the batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, truth, reduction="none").mean(dim=(1, 2))
+    probability = torch.sigmoid(logits)
+    dice = 1 - (2 * (probability * truth).sum(dim=(1, 2)) + 1) / (probability.sum(dim=(1, 2)) + truth.sum(dim=(1, 2)) + 1)
+    return (bce + dice).mean()
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    total = prediction.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * (prediction & truth).sum() / total)
+
+
+class Embeddings:
+    """Encoder output per cached view: the teacher's, from the cache, or a distilled student's, computed."""
+
+    def __init__(self, cache: TeacherCache, student_run: Path | None) -> None:
+        self.cache, self.student = cache, None
+        if student_run is not None:
+            from .export_student import load_student
+
+            self.student, _ = load_student(student_run)
+
+    @torch.no_grad()
+    def __call__(self, views: np.ndarray) -> torch.Tensor:
+        if self.student is None:
+            return torch.from_numpy(self.cache["embeddings"][views].astype(np.float32))
+        images = torch.from_numpy(self.cache["images"][views].astype(np.float32) / 255.0)
+        return self.student(images).float()
+
+
+def _truth(cache: TeacherCache, objects: np.ndarray) -> np.ndarray:
+    return np.stack([cache["masks"][view] == label for view, label in objects])
+
+
+@torch.no_grad()
+def evaluate(interaction: Interaction, embeddings: Embeddings, cache: TeacherCache, objects: np.ndarray,
+             clicks: int, seed: int) -> dict[str, list[float]]:
+    """Mean Dice after the box and after each click (the benchmark's protocol), and after a distorted prior."""
+    rng = np.random.default_rng(seed)
+    curve, prior = [], []
+    for start in range(0, len(objects), 16):
+        chunk = objects[start:start + 16]
+        embedding, truth = embeddings(chunk[:, 0]), _truth(cache, chunk)
+        boxes = torch.from_numpy(np.stack([region_prompts(r, r.shape, rng, max_jitter=0)[0] for r in truth]))
+        logits = interaction(embedding, boxes, None, None, None)
+        rows, history = [[] for _ in truth], []
+        for round_number in range(clicks + 1):
+            predicted = (logits[:, 0] > 0).numpy()
+            history.append([_dice(p, t) for p, t in zip(predicted, truth)])
+            if round_number == clicks:
+                break
+            for row, prediction, region in zip(rows, predicted, truth):
+                row.append(corrective_click(prediction, region, row))
+            points = torch.tensor([[c[:2] for c in row] for row in rows], dtype=torch.float32)
+            labels = torch.tensor([[c[2] for c in row] for row in rows], dtype=torch.int64)
+            logits = interaction(embedding, boxes, points, labels, logits)
+        curve.append(np.array(history).T)
+        distorted = torch.from_numpy(np.stack([distorted_logits(r, rng) for r in truth]))[:, None]
+        predicted = (interaction(embedding, boxes, None, None, distorted)[:, 0] > 0).numpy()
+        prior += [_dice(p, t) for p, t in zip(predicted, truth)]
+    table = np.concatenate(curve)
+    return {"dsc_per_click": [round(float(v), 4) for v in table.mean(axis=0)],
+            "box_plus_prior": round(float(np.mean(prior)), 4), "objects": int(len(objects))}
+
+
+def _learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def train(args: argparse.Namespace) -> Path:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cache = TeacherCache(args.cache)
+    if cache.meta["teacher"] != "litemedsam":
+        raise SystemExit("interactive training needs a cache of the litemedsam teacher (its decoder is the one shipped)")
+    net = load_litemedsam()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    trained = prompt_parameters(net.prompt_encoder)
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    interaction, embeddings = Interaction(net), Embeddings(cache, args.student_run)
+    train_views, validation_views = split_items(cache, cache.complete, args.validation_every)
+    train_objects, validation_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
+    validation_objects = validation_objects[np.random.default_rng(args.seed).permutation(len(validation_objects))[:args.validation_objects]]
+    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
+    step, elapsed = 0, 0.0
+    checkpoint = out / "last.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        log.info("resumed at step %d", step)
+    config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "train_objects": int(len(train_objects)), "validation_objects": int(len(validation_objects)),
+              "trained_parameters": int(sum(p.numel() for p in trained)), "cache_views": int(cache.complete)}
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    if step == 0:
+        record = {"step": 0, "validation": evaluate(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)}
+        (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
+        log.info("%s", record)
+    started = time.time() - elapsed
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step])
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(step, args.steps, args.lr, args.warmup)
+        episode = str(rng.choice(EPISODES, p=args.episode_mix))
+        graded_round = int(rng.integers(1 if episode == "box" else 0, args.rounds + 1))  # a box alone trains nothing
+        picked = train_objects[np.sort(rng.choice(len(train_objects), args.batch, replace=False))]
+        truth = _truth(cache, picked)
+        logits = play(interaction, embeddings(picked[:, 0]), truth, episode, graded_round, rng)
+        loss = mask_loss(logits[:, 0], torch.from_numpy(truth.astype(np.float32)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
+        optimizer.step()
+        step += 1
+        if step % args.log_every == 0 or step == args.steps:
+            record = {"step": step, "loss": round(loss.item(), 5), "episode": episode, "round": graded_round,
+                      "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1)}
+            if step % (args.log_every * 10) == 0 or step == args.steps:
+                record["validation"] = evaluate(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)
+            (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
+            log.info("%s", record)
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                     "elapsed_s": time.time() - started}
+            torch.save(state, out / "last.tmp")
+            os.replace(out / "last.tmp", checkpoint)
+    return checkpoint
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, required=True, help="a litemedsam teacher cache (distill.teacher_cache)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by distill.export_interactive), log.jsonl")
+    parser.add_argument("--student-run", type=Path, help="train on this distilled student's embeddings instead")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5, help="clicks after the first prompt")
+    parser.add_argument("--episode-mix", type=float, nargs=3, default=(0.5, 0.25, 0.25), metavar=("BOX", "CLICK", "PRIOR"))
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image (as distill.train)")
+    parser.add_argument("--validation-objects", type=int, default=96)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

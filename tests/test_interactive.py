@@ -1,0 +1,69 @@
+"""Interactive training of the prompt path: what it trains, what it must leave alone, how it is installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from imis_lite.distill import export_interactive, train_interactive
+
+from imis_lite.bundle import sha256_of, shipped_weights_dir
+from imis_lite.prompts import PromptEncoder
+
+
+@pytest.fixture(scope="module")
+def run(tiny_cache, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("interactive")
+    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
+            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2"]
+    assert train_interactive.main([*args, "--steps", "2"]) == 0
+    assert train_interactive.main([*args, "--steps", "3"]) == 0  # resumes from last.pt
+    return folder
+
+
+def test_training_resumes_and_logs_the_click_curve(run):
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [0, 1, 2, 3]
+    curve = lines[0]["validation"]["dsc_per_click"]
+    assert len(curve) == 3 and all(0 <= v <= 1 for v in curve)
+
+
+def test_only_the_click_and_mask_input_path_changes(run, teacher):
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["net"]
+    original = teacher.state_dict()
+    changed = {key for key, value in state.items() if not torch.equal(value, original[key])}
+    assert changed, "training changed nothing"
+    assert all(key.startswith(("prompt_encoder.point_embeddings.0", "prompt_encoder.point_embeddings.1",
+                               "prompt_encoder.not_a_point_embed", "prompt_encoder.mask_downscaling")) for key in changed)
+
+
+def test_installed_prompt_encoder_answers_boxes_as_before_and_clicks_differently(run, tmp_path):
+    bundle = tmp_path / "litemedsam"
+    bundle.mkdir()
+    for name in ("manifest.json", "prompt_encoder.npz"):
+        shutil.copy(shipped_weights_dir() / "litemedsam" / name, bundle / name)
+    before = PromptEncoder.from_npz(bundle / "prompt_encoder.npz")
+    assert export_interactive.main(["--run", str(run), "--bundle", str(bundle)]) == 0
+    after = PromptEncoder.from_npz(bundle / "prompt_encoder.npz")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["files"]["prompt_encoder.npz"]["sha256"] == sha256_of(bundle / "prompt_encoder.npz")
+    assert manifest["interactive"]["steps"] == 3
+    assert "Interactive prompt path" in (bundle / "MODEL_CARD.md").read_text()
+    box = np.array([[20.0, 30.0, 120.0, 140.0]], np.float32)
+    assert np.array_equal(before.encode(boxes=box)[0], after.encode(boxes=box)[0])
+    assert np.array_equal(before.encode(boxes=box)[1], after.encode(boxes=box)[1])
+    click = dict(points=np.array([[[60.0, 80.0]]], np.float32), labels=np.array([[1.0]]))
+    assert not np.allclose(before.encode(**click)[0], after.encode(**click)[0])
+
+
+def test_export_refuses_a_run_whose_box_path_moved(run, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    state = torch.load(moved / "last.pt", map_location="cpu", weights_only=False)
+    state["net"]["prompt_encoder.no_mask_embed.weight"] += 0.01
+    torch.save(state, moved / "last.pt")
+    with pytest.raises(SystemExit, match="no_mask changed"):
+        export_interactive.trained_arrays(moved)
