@@ -58,6 +58,10 @@ def make_segmenters(models, engines, precisions, threads: int, torch_reference: 
     return segmenters
 
 
+def _save(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imis_lite.benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     speed = measure(segmenters, image, box, rounds)
     cases = find_cases(args.data, args.quick)
     rows = []
+    payload = {
+        "machine": describe_machine(args.threads),
+        "command": "python -m imis_lite.benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cases": [str(c.relative_to(args.data)) for c in cases],
+        "complete": False,  # results.json is rewritten after every variant, so a stopped run keeps what it measured
+        "rows": rows,
+    }
     for label, segmenter in segmenters.items():
         model, engine, precision = label.split()
         scores, seconds_3d = [], {}
@@ -105,17 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             row["arithmetic"] = "f32"
         rows.append(row)
-    payload = {
-        "machine": describe_machine(args.threads),
-        "command": "python -m imis_lite.benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "cases": [str(c.relative_to(args.data)) for c in cases],
-        "cli_cold_start_s": {"--version": round(cli_cold_start_s("--version"), 2), "models": round(cli_cold_start_s("models"), 2)},
-        "rows": rows,
-        "cli_3d": {} if args.quick else {
-            model: cli_3d(model, args.threads) for model in dict.fromkeys(r["model"] for r in rows if r["engine"] != "pytorch")
-        },
+        _save(args.out / "results.json", payload)
+    payload["cli_cold_start_s"] = {"--version": round(cli_cold_start_s("--version"), 2), "models": round(cli_cold_start_s("models"), 2)}
+    payload["cli_3d"] = {} if args.quick else {
+        model: cli_3d(model, args.threads) for model in dict.fromkeys(r["model"] for r in rows if r["engine"] != "pytorch")
     }
-    (args.out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    payload["complete"] = True
+    _save(args.out / "results.json", payload)
     accuracy_plot(rows, args.out / "accuracy_vs_latency.png")
     clicks_plot(rows, args.out / "dsc_vs_clicks.png")
     print(results_table(payload))

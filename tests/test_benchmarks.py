@@ -15,13 +15,14 @@ def test_quick_run_writes_results_and_plots(tmp_path, capsys):
     payload = json.loads((tmp_path / "results.json").read_text())
     variants = [row["variant"] for row in payload["rows"]]
     assert variants == [f"{model} onnxruntime {precision}" for model in ("litemedsam", "effvit-s") for precision in ("fp32", "int8")]
-    assert len(payload["cases"]) == 2 and payload["machine"]["threads"] == 2
+    assert len(payload["cases"]) == 2 and payload["machine"]["threads"] == 2 and payload["complete"] is True
     for row in payload["rows"]:
         assert len(row["encoder_ms"]) == 3
         if row["precision"] == "int8":  # timed only, as --accuracy-on asked
             assert row["accuracy"] == {}
             continue
         assert len(row["accuracy"]["clicks"]["dsc_per_click"]) == 6
+        assert all(len(curve) == 6 for curve in row["accuracy"]["clicks"]["per_modality"].values())
         assert 0 < row["accuracy"]["2d"]["all"]["dsc"] <= 1 and 0 < row["accuracy"]["2d"]["all"]["nsd"] <= 1
     assert payload["rows"][1]["peak_rss_mb"] > 0 and payload["rows"][1]["size_mb"] > 0
     for plot in ("accuracy_vs_latency.png", "dsc_vs_clicks.png"):
