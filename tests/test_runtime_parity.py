@@ -1,6 +1,8 @@
 """Every engine and precision of the shipped LiteMedSAM against PyTorch LiteMedSAM, on all real 2D cases.
 
 Box prompt = each object's ground-truth bounding box. One pass computes everything; the tests read it.
+OpenVINO fp32 compiles the very ONNX files ONNX Runtime fp32 runs, so it is checked on every other case only
+(the suite's 15-minute budget); the other variants on all of them.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ VARIANTS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8
 def results(reference):
     segmenters = {v: Segmenter("litemedsam", engine=v[0], precision=v[1], threads=2) for v in VARIANTS}
     rows = []  # (variant, case, label, dice vs reference, dice vs truth, reference dice vs truth)
-    for name in cases_2d():
+    for index, name in enumerate(cases_2d()):
         case = load_case(name)
         image, truth = case["imgs"], case["gts"]
         boxes = boxes_from_labels(truth)
         stacked = np.stack(list(boxes.values()))
         expected, _ = reference.predict(image, stacked)
         for variant, segmenter in segmenters.items():
+            if variant == ("openvino", "fp32") and index % 2:
+                continue
             segmenter.set_image(image)
             masks, _, _ = segmenter.predict(box=stacked)
             for i, label in enumerate(boxes):
