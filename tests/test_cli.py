@@ -42,6 +42,13 @@ def test_phantom_mask_lands_on_the_cuboid_and_keeps_the_affine(tmp_path, name):
     assert dice(np.asarray(written.dataobj) == 1, truth) > 0.9
 
 
+def test_clicks_without_a_box_are_segmented_with_a_warning(tmp_path, phantom_file):
+    out = tmp_path / "seg.nii.gz"
+    result = run("segment", phantom_file, "--point", 60, 112, 5, "-o", out, "--modality", "MR")
+    assert result.exit_code == 0, result.output
+    assert "warning: the shipped decoders were trained on boxes" in result.output and out.exists()
+
+
 def test_clicks_on_other_slices_of_a_3d_box_are_taken(tmp_path):
     source = tmp_path / "p.nii.gz"
     _, truth = write_nifti(source, AFFINES["identity"])
