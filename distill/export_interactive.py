@@ -34,20 +34,20 @@ CARD = "MODEL_CARD.md"
 SECTION = "## Interactive prompt path (clicks and mask input)"
 
 
+def _box_path(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The prompt-encoder arrays a box-only prompt reads."""
+    return {"pe_gaussian": arrays["pe_gaussian"], "box corners": arrays["point_embeddings"][2:], "no_mask": arrays["no_mask"]}
+
+
 def trained_arrays(run: Path) -> dict[str, np.ndarray]:
     """The run's prompt encoder as NumPy arrays, refused if its box path differs from LiteMedSAM's."""
     import torch
 
-    original = prompt_encoder_arrays(load_litemedsam().prompt_encoder)
     net = load_litemedsam()
-    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["net"]
-    net.load_state_dict(state)
+    reference = _box_path(prompt_encoder_arrays(net.prompt_encoder))  # copies, taken before the run's weights load
+    net.load_state_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["net"])
     arrays = prompt_encoder_arrays(net.prompt_encoder)
-    box_path = {"pe_gaussian": arrays["pe_gaussian"], "box corners": arrays["point_embeddings"][2:],
-                "no_mask": arrays["no_mask"]}
-    reference = {"pe_gaussian": original["pe_gaussian"], "box corners": original["point_embeddings"][2:],
-                 "no_mask": original["no_mask"]}
-    for name, value in box_path.items():
+    for name, value in _box_path(arrays).items():
         if not np.array_equal(value, reference[name]):
             raise SystemExit(f"{run}: the {name} changed in training; box answers would no longer be the bundle's")
     return arrays

@@ -82,7 +82,8 @@ class Objective(torch.nn.Module):
         return terms
 
 
-def _learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
+def learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero at ``steps``."""
     if step < warmup:
         return base * (step + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
@@ -139,7 +140,7 @@ def train(args: argparse.Namespace) -> Path:
         if step % args.refresh_every == 0:
             train_items, validation_items = split_items(cache, cache.complete, args.validation_every)
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, args.steps, args.lr, args.warmup)
+            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         picked = rng.choice(train_items, size=args.batch, replace=len(train_items) < args.batch)
         batch = load_batch(cache, picked, device)
         model.train()

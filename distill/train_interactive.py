@@ -10,7 +10,7 @@ every round given all clicks so far and the previous round's low-res logits as m
 carries the gradient is drawn at random. A third episode kind teaches the mask input to act as a prior, as 3D
 propagation uses it: a box plus the logits of a distorted (shifted, grown or shrunk) copy of the object.
 
-Trained: the positive / negative / padding point embeddings and the mask-input convolutions (5.6 k
+Trained: the positive / negative / padding point embeddings and the mask-input convolutions (5.5 k
 parameters of the NumPy prompt encoder), which a box-only prompt never touches, so box answers stay
 bit-identical and the shipped decoder file is shared unchanged. Ground truth: the corpus label maps held in the teacher cache
 (../shared/corpus, never ../shared/data). Seeded and resumable (``last.pt``), on CPU or CUDA.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -33,10 +32,12 @@ import torch
 import torch.nn.functional as F
 from imis_lite.benchmarks.clicks import next_click
 
+from imis_lite.metrics import dice
+
 from .prompt_sampling import region_prompts
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
-from .train import split_items
+from .train import learning_rate, split_items
 
 log = logging.getLogger("imis_lite.distill")
 
@@ -97,10 +98,7 @@ def play(interaction: Interaction, embedding: torch.Tensor, truth: np.ndarray, e
     if episode == "prior":
         mask_input = torch.from_numpy(np.stack([distorted_logits(region, rng) for region in truth]))[:, None]
     for round_number in range(graded_round + 1):
-        points = labels = None
-        if clicks[0]:
-            points = torch.tensor([[c[:2] for c in row] for row in clicks], dtype=torch.float32)
-            labels = torch.tensor([[c[2] for c in row] for row in clicks], dtype=torch.int64)
+        points, labels = click_tensors(clicks) if clicks[0] else (None, None)
         with torch.set_grad_enabled(round_number == graded_round and torch.is_grad_enabled()):
             logits = interaction(embedding, boxes, points, labels, mask_input)
         if round_number == graded_round:
@@ -110,6 +108,13 @@ def play(interaction: Interaction, embedding: torch.Tensor, truth: np.ndarray, e
             row.append(corrective_click(prediction, region, row))
         mask_input = logits.detach()
     raise AssertionError("unreachable")
+
+
+def click_tensors(rows: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, 2) coordinates and (B, K) labels of each object's clicks so far."""
+    points = torch.tensor([[c[:2] for c in row] for row in rows], dtype=torch.float32)
+    labels = torch.tensor([[c[2] for c in row] for row in rows], dtype=torch.int64)
+    return points, labels
 
 
 def corrective_click(prediction: np.ndarray, region: np.ndarray, row: list) -> tuple[float, float, int]:
@@ -126,11 +131,6 @@ def mask_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     probability = torch.sigmoid(logits)
     dice = 1 - (2 * (probability * truth).sum(dim=(1, 2)) + 1) / (probability.sum(dim=(1, 2)) + truth.sum(dim=(1, 2)) + 1)
     return (bce + dice).mean()
-
-
-def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = prediction.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * (prediction & truth).sum() / total)
 
 
 class Embeddings:
@@ -169,27 +169,19 @@ def evaluate(interaction: Interaction, embeddings: Embeddings, cache: TeacherCac
         rows, history = [[] for _ in truth], []
         for round_number in range(clicks + 1):
             predicted = (logits[:, 0] > 0).numpy()
-            history.append([_dice(p, t) for p, t in zip(predicted, truth)])
+            history.append([dice(p, t) for p, t in zip(predicted, truth)])
             if round_number == clicks:
                 break
             for row, prediction, region in zip(rows, predicted, truth):
                 row.append(corrective_click(prediction, region, row))
-            points = torch.tensor([[c[:2] for c in row] for row in rows], dtype=torch.float32)
-            labels = torch.tensor([[c[2] for c in row] for row in rows], dtype=torch.int64)
-            logits = interaction(embedding, boxes, points, labels, logits)
+            logits = interaction(embedding, boxes, *click_tensors(rows), logits)
         curve.append(np.array(history).T)
         distorted = torch.from_numpy(np.stack([distorted_logits(r, rng) for r in truth]))[:, None]
         predicted = (interaction(embedding, boxes, None, None, distorted)[:, 0] > 0).numpy()
-        prior += [_dice(p, t) for p, t in zip(predicted, truth)]
+        prior += [dice(p, t) for p, t in zip(predicted, truth)]
     table = np.concatenate(curve)
     return {"dsc_per_click": [round(float(v), 4) for v in table.mean(axis=0)],
             "box_plus_prior": round(float(np.mean(prior)), 4), "objects": int(len(objects))}
-
-
-def _learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -232,7 +224,7 @@ def train(args: argparse.Namespace) -> Path:
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, args.steps, args.lr, args.warmup)
+            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         episode = str(rng.choice(EPISODES, p=args.episode_mix))
         graded_round = int(rng.integers(1 if episode == "box" else 0, args.rounds + 1))  # a box alone trains nothing
         picked = train_objects[np.sort(rng.choice(len(train_objects), args.batch, replace=False))]
