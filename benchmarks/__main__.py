@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         image, truth = case["imgs"], case["gts"]
     box = max(boxes_from_labels(truth).values(), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     rounds = args.rounds if args.rounds is not None else 3 if args.quick else 10
+    started = time.perf_counter()
     speed = measure(segmenters, image, box, rounds)
+    stage_seconds = {"timing": round(time.perf_counter() - started, 1)}
     cases = find_cases(args.data, args.quick)
     rows = []
     payload = {
@@ -98,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [str(c.relative_to(args.data)) for c in cases],
         "complete": False,  # results.json is rewritten after every variant, so a stopped run keeps what it measured
         "rows": rows,
+        "stage_seconds": stage_seconds,  # where the run's wall-clock time went
     }
     for label, segmenter in segmenters.items():
         model, engine, precision = label.split()
         scores, seconds_3d = [], {}
         if "all" in args.accuracy_on or f"{engine}:{precision}" in args.accuracy_on:
+            started = time.perf_counter()
             scores, seconds_3d = evaluate(segmenter, cases, args.clicks, args.jitter)
+            stage_seconds[f"accuracy {label}"] = round(time.perf_counter() - started, 1)
             save_scores(args.out / f"scores_{label.replace(' ', '_')}.json", scores)
         row = {"variant": label, "model": model, "engine": engine, "precision": precision, **speed[label],
                "accuracy": summarise(scores), "seconds_3d": seconds_3d}
@@ -112,15 +118,19 @@ def main(argv: list[str] | None = None) -> int:
             files = {f for group in bundle.variant(engine, precision).values() for f in group}
             row["size_mb"] = round(sum(bundle.manifest["files"][f]["bytes"] for f in files) / 1e6, 1)
             row["arithmetic"] = segmenter.encoder.inference_precision
+            started = time.perf_counter()
             row["peak_rss_mb"] = round(peak_rss_mb(model, engine, precision, args.threads))
+            stage_seconds["peak RSS"] = round(stage_seconds.get("peak RSS", 0) + time.perf_counter() - started, 1)
         else:
             row["arithmetic"] = "f32"
         rows.append(row)
         _save(args.out / "results.json", payload)
+    started = time.perf_counter()
     payload["cli_cold_start_s"] = {"--version": round(cli_cold_start_s("--version"), 2), "models": round(cli_cold_start_s("models"), 2)}
     payload["cli_3d"] = {} if args.quick else {
         model: cli_3d(model, args.threads) for model in dict.fromkeys(r["model"] for r in rows if r["engine"] != "pytorch")
     }
+    stage_seconds["CLI cold start and 3D"] = round(time.perf_counter() - started, 1)
     payload["complete"] = True
     _save(args.out / "results.json", payload)
     accuracy_plot(rows, args.out / "accuracy_vs_latency.png")

@@ -12,12 +12,18 @@ def _get(row: dict, dims: str, key: str) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _wall_clock(stages: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items())
+    return f"Wall clock {sum(stages.values()) / 60:.1f} min: {parts}"
+
+
 def results_table(payload: dict) -> str:
     machine, rows = payload["machine"], payload["rows"]
     reference = np.median(rows[0]["encoder_ms"])
     lines = [
         f"Machine: {machine['cpu']} ({', '.join(machine['flags']) or 'no AVX-512/VNNI'}), {machine['threads']} threads; "
         f"CLI cold start {payload['cli_cold_start_s']['--version']} s (--version), {payload['cli_cold_start_s']['models']} s (models)",
+        _wall_clock(payload.get("stage_seconds", {})),
         "",
         "| variant | arithmetic | 2D DSC | 2D NSD | 2D DSC +5 clicks | 3D DSC | 3D NSD | encoder ms (p90) | decoder ms "
         f"| 3D cases s | encoder vs {rows[0]['variant']} | peak RSS MB | size MB |",
