@@ -227,6 +227,24 @@ def segment(input_path: Path, output: Path | None, boxes, slices, points, neg_po
         click.echo(f"wrote {output}: {len(prompts)} object(s), voxels {found}, {time.perf_counter() - started:.1f} s", err=True)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+              add_help_option=False)
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Accuracy and speed of every model, engine and precision (`imis-lite bench --help` for its options)."""
+    import importlib.util
+
+    from imis_lite.errors import InputError
+
+    missing = [name for name in ("matplotlib", "surface_distance") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"imis-lite bench needs the bench extra ({', '.join(missing)} missing): "
+                         "pip install 'imis-lite[bench]'")
+    from imis_lite.benchmarks.__main__ import main as run_benchmarks
+
+    sys.exit(run_benchmarks(ctx.args, prog="imis-lite bench"))
+
+
 def _slice_budget(scan, prompts) -> int:
     """Most slices the job can touch: the progress bar's length."""
     return sum((p.z_range[1] - p.z_range[0] + 1) if p.z_range else 1 for p in prompts)

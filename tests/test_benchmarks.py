@@ -1,17 +1,20 @@
 """A --quick benchmark run on two shared cases writes its table, JSON and plots (no timing asserted)."""
 
+import importlib.util
 import json
 
-from imis_lite.benchmarks.__main__ import main
+from click.testing import CliRunner
+from imis_lite.cli.main import main
 
 from .conftest import DATA
 
 
-def test_quick_run_writes_results_and_plots(tmp_path, capsys):
-    argv = ["--quick", "--data", str(DATA), "--out", str(tmp_path), "--models", "litemedsam", "effvit-s", "--engines", "onnxruntime",
+def test_quick_run_writes_results_and_plots(tmp_path):
+    argv = ["bench", "--quick", "--data", str(DATA), "--out", str(tmp_path), "--models", "litemedsam", "effvit-s", "--engines", "onnxruntime",
             "--precisions", "fp32", "int8", "--accuracy-on", "onnxruntime:fp32",
             "--no-torch"]  # the PyTorch row costs a minute here; the full run has it
-    assert main(argv) == 0
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "results.json").read_text())
     variants = [row["variant"] for row in payload["rows"]]
     assert variants == [f"{model} onnxruntime {precision}" for model in ("litemedsam", "effvit-s") for precision in ("fp32", "int8")]
@@ -27,4 +30,16 @@ def test_quick_run_writes_results_and_plots(tmp_path, capsys):
     assert payload["rows"][1]["peak_rss_mb"] > 0 and payload["rows"][1]["size_mb"] > 0
     for plot in ("accuracy_vs_latency.png", "dsc_vs_clicks.png"):
         assert (tmp_path / plot).stat().st_size > 1000
-    assert "| litemedsam onnxruntime int8 |" in capsys.readouterr().out
+    assert "| litemedsam onnxruntime int8 |" in result.output
+    assert payload["command"].startswith("imis-lite bench --quick")
+    assert set(payload["stage_seconds"]) >= {"timing", "accuracy litemedsam onnxruntime fp32", "peak RSS"}
+
+
+def test_bench_without_its_extra_says_what_to_install(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = CliRunner().invoke(main, ["bench", "--quick", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: imis-lite bench needs the bench extra (matplotlib missing): "
+                                     "pip install 'imis-lite[bench]'")
+    assert not (tmp_path / "out").exists()
