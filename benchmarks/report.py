@@ -26,7 +26,7 @@ def results_table(payload: dict) -> str:
         _wall_clock(payload.get("stage_seconds", {})),
         "",
         "| variant | arithmetic | 2D DSC | 2D NSD | 2D DSC +5 clicks | 3D DSC | 3D NSD | encoder ms (p90) | decoder ms "
-        f"| 3D cases s | encoder vs {rows[0]['variant']} | peak RSS MB | size MB |",
+        f"| 3D organ s | encoder vs {rows[0]['variant']} | peak RSS MB | size MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -36,7 +36,7 @@ def results_table(payload: dict) -> str:
             row["variant"], row["arithmetic"], _get(row, "2d", "dsc"), _get(row, "2d", "nsd"),
             f"{clicks[-1]:.4f}" if clicks else "-", _get(row, "3d", "dsc"), _get(row, "3d", "nsd"),
             f"{encoder:.0f} ({np.percentile(row['encoder_ms'], 90):.0f})", f"{np.median(row['decoder_ms']):.1f}",
-            f"{sum(row['seconds_3d'].values()):.1f}" if row["seconds_3d"] else "-", f"{reference / encoder:.2f}x",
+            f"{row['organ_3d']['seconds']:.1f}" if row.get("organ_3d") else "-", f"{reference / encoder:.2f}x",
             str(row.get("peak_rss_mb", "-")), str(row.get("size_mb", "-")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
