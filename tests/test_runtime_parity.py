@@ -52,9 +52,10 @@ def test_fp32_masks_equal_pytorch_per_object(results, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS[2:], ids=lambda v: "-".join(v))
 def test_int8_masks_stay_close_to_pytorch_on_average(results, variant):
-    # Measured: 0.961 (onnxruntime) and 0.952 (OpenVINO) mean Dice against PyTorch; the runtime issue asks
-    # for 0.98, which the shipped INT8 encoders do not reach on these small organs (left open, see README).
-    assert _column(results, variant, 3).mean() >= 0.95
+    # Measured: 0.985 (onnxruntime, its 20 most INT8-sensitive linear layers in float) and 0.987 (OpenVINO, 30);
+    # with every linear layer in INT8 they were 0.961 and 0.952.
+    mean = _column(results, variant, 3).mean()
+    assert mean >= 0.98, f"mean Dice {mean:.4f} against PyTorch"
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(v))
