@@ -27,7 +27,7 @@ def organ_box(labels: np.ndarray, label: int) -> list[int]:
 
 
 def volume_seconds(segmenters: dict[str, object], label: int = GALLBLADDER) -> dict[str, dict]:
-    """Label -> {"seconds", "slices", "dice"} for one box-prompted organ of example_ct_sm.nii.gz."""
+    """Variant label -> {"seconds", "slices", "dice"} for one box-prompted organ of example_ct_sm.nii.gz."""
     scan = read_scan(sample_path("example_ct_sm.nii.gz"))
     truth = np.asarray(nib.load(sample_path("example_seg.nii.gz")).dataobj) == label
     box = organ_box(truth, True)
