@@ -18,6 +18,7 @@ division, for instance), ``ignored_names`` which single ops.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -47,17 +48,19 @@ def embedding_error(run: Callable[[np.ndarray], np.ndarray], tensors: list[np.nd
     return float(np.mean([np.linalg.norm(run(t) - r) / np.linalg.norm(r) for t, r in zip(tensors, reference)]))
 
 
+def _fp32_embeddings(model: Path, tensors: list[np.ndarray], threads: int) -> list[np.ndarray]:
+    session = _ort_session(model, threads)
+    return [session.run(None, {"image": tensor})[0] for tensor in tensors]
+
+
 def _onnxruntime_error(model: Path, tensors: list[np.ndarray], reference: list[np.ndarray], threads: int) -> float:
     session = _ort_session(model, threads)
     return embedding_error(lambda tensor: session.run(None, {"image": tensor})[0], tensors, reference)
 
 
-def rank_matmuls(model: Path, tensors: list[np.ndarray], threads: int = 2) -> list[str]:
-    """Weight MatMuls, the one that moves the embedding of ``tensors`` most when it alone is INT8 first."""
-    import tempfile
-
-    session = _ort_session(model, threads)
-    reference = [session.run(None, {"image": tensor})[0] for tensor in tensors]
+def rank_matmuls(model: Path, tensors: list[np.ndarray], reference: list[np.ndarray], threads: int = 2) -> list[str]:
+    """Weight MatMuls, the one that moves the embedding of ``tensors`` (fp32: ``reference``) most when it
+    alone is INT8 first."""
     nodes = weight_matmuls(model)
     sensitivity = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,11 +87,8 @@ def float_matmuls(model: Path, tensors: list[np.ndarray], max_error: float, step
                   threads: int = 2) -> tuple[list[str], float, list[str]]:
     """The weight MatMuls to leave in float so that ONNX Runtime INT8 of the rest moves the embedding of
     ``tensors`` by at most ``max_error`` (relative), the error reached, and the full sensitivity ranking."""
-    import tempfile
-
-    ranked = rank_matmuls(model, tensors, threads)
-    session = _ort_session(model, threads)
-    reference = [session.run(None, {"image": tensor})[0] for tensor in tensors]
+    reference = _fp32_embeddings(model, tensors, threads)
+    ranked = rank_matmuls(model, tensors, reference, threads)
     with tempfile.TemporaryDirectory() as tmp:
         trial = Path(tmp) / "trial.onnx"
 
@@ -107,12 +107,9 @@ def openvino_int8_fewest_float(model: Path, output_xml: Path, reference_model: P
     """OpenVINO + NNCF INT8 (exact ranges) keeping the shortest head of ``ranked`` in float, from ``start``
     layers on, that moves the embedding of ``tensors`` by at most ``max_error``; saved as ``output_xml``.
     Static activation ranges cost more than ONNX Runtime's dynamic ones, hence a head of its own."""
-    import tempfile
-
     import openvino as ov
 
-    session = _ort_session(reference_model, threads)
-    reference = [session.run(None, {"image": tensor})[0] for tensor in tensors]
+    reference = _fp32_embeddings(reference_model, tensors, threads)
     with tempfile.TemporaryDirectory() as tmp:
         def trial(kept: list[str]) -> Path:
             return Path(tmp) / f"float{len(kept)}.xml"
@@ -201,9 +198,9 @@ def openvino_int8(model: Path, output_xml: Path, calibration: list[np.ndarray], 
                   transformer: bool = True, ignored_names: list[str] | None = None, exact_ranges: bool = False) -> None:
     """NNCF post-training quantization of an ONNX or IR model, saved as OpenVINO IR.
 
-    ``exact_ranges``: activation ranges from the calibration min/max and no SmoothQuant. For LiteMedSAM (30
-    linear layers in float) mean mask Dice against fp32 on ../shared/data went 0.963 (defaults) -> 0.966 (no
-    SmoothQuant) -> 0.973 (and min/max ranges) with 20 float layers, 0.987 with 30.
+    ``exact_ranges``: activation ranges from the calibration min/max and no SmoothQuant. For LiteMedSAM with 20
+    linear layers in float, mean mask Dice against fp32 on ../shared/data went 0.963 (defaults) -> 0.966 (no
+    SmoothQuant) -> 0.973 (and min/max ranges); with 30 in float, 0.987.
     """
     import nncf
     import openvino as ov
