@@ -11,7 +11,7 @@ def _training_summary(run: Path) -> dict:
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     last = lines[-1]
     validated = [line for line in lines if "validation" in line]
-    return {"steps": last["step"], "hours": round(last["elapsed_s"] / 3600, 2), "final": last,
+    return {"steps": last["step"], "views": last["views"], "hours": round(last["elapsed_s"] / 3600, 2), "final": last,
             "validation": validated[-1]["validation"] if validated else {}}
 
 
@@ -24,15 +24,65 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_model_card(path: Path, manifest: dict, run: Path) -> None:
+def training_stages(run: Path) -> list[Path]:
+    """The run and the runs it started from (``--init``), first stage first."""
+    stages = [run]
+    while (init := json.loads((stages[0] / "config.json").read_text()).get("init")):
+        stages.insert(0, Path(init).parent)
+    return stages
+
+
+def _cache_command(folder: Path) -> str:
+    meta = json.loads((folder / "meta.json").read_text())
+    used = json.loads((folder / "progress.json").read_text())["complete"]
+    excluded = meta.get("exclude_sources", [])
+    return (f"python -m imis_lite.distill.teacher_cache --out runs/{folder.name} --views {meta['views_per_image']} "
+            f"--seed {meta['seed']}" + (f" --exclude-sources {','.join(excluded)}" if excluded else "")
+            + (f" --limit {used}" if used < meta["count"] else ""))  # a cache stopped early
+
+
+def _train_command(config: dict) -> str:
+    extra = "".join(f" --extra-cache runs/{Path(folder).name}" for folder in config.get("extra_cache", []))
+    max_views = f" --max-views {config['max_views']}" if config.get("max_views") else ""
+    init = f" --init runs/{Path(config['init']).parent.name}/student.pt" if config.get("init") else ""
+    return (f"python -m imis_lite.distill.train --cache runs/{Path(config['cache']).name}{extra}{max_views}{init} "
+            f"--out runs/{Path(config['out']).name} --student {config['student']} --steps {config['steps']} "
+            f"--batch {config['batch']} --lr {config['lr']} --warmup {config['warmup']} "
+            f"--prompt-weight {config['prompt_weight']} --prompt-every {config['prompt_every']} "
+            f"--boundary-weight {config.get('boundary_weight', 0.0)} --seed {config['seed']}")
+
+
+def _stage_text(number: int, run: Path) -> str:
     config = json.loads((run / "config.json").read_text())
-    cache_meta = json.loads((Path(config["cache"]) / "meta.json").read_text())
     summary = _training_summary(run)
-    teacher = cache_meta["teacher"]
-    used = json.loads((Path(config["cache"]) / "progress.json").read_text())["complete"]
-    images = len({path for path, _ in cache_meta["items"][:used]})
+    boundary = config.get("boundary_weight", 0.0)
+    return (f"Stage {number} (`runs/{run.name}`"
+            + (f", started from stage {number - 1}'s student" if config.get("init") else ", from scratch") + "): "
+            f"normalised embedding MSE to the teacher + {config['prompt_weight']} x (box mask + 0.5 x click mask) "
+            f"decoded through the frozen teacher decoder (BCE to the teacher's probabilities"
+            + (f", {boundary}x extra weight on a 5-pixel band at the mask's edge" if boundary else "")
+            + f", + soft Dice), the decoder term every {config['prompt_every']} steps. AdamW, lr {config['lr']} "
+            f"(cosine, {config['warmup']} warm-up steps), batch {config['batch']}, {summary['steps']} steps, seed "
+            f"{config['seed']}, {summary['views']} training views; {summary['hours']} h on {config['device']} ({cpu_name()}, {config['threads'] or 'all'} "
+            f"threads, world size {config['world_size']}). Held-out corpus views at its end: "
+            f"{json.dumps(summary['validation'])}.")
+
+
+def write_model_card(path: Path, manifest: dict, run: Path) -> None:
+    stages = training_stages(run)
+    configs = [json.loads((stage / "config.json").read_text()) for stage in stages]
+    caches = list(dict.fromkeys(Path(folder) for config in configs for folder in [config["cache"], *config.get("extra_cache", [])]))
+    metas = [json.loads((folder / "meta.json").read_text()) for folder in caches]
+    used = [json.loads((folder / "progress.json").read_text())["complete"] for folder in caches]
+    images = len({path for meta, count in zip(metas, used) for path, _ in meta["items"][:count]})
+    sources = sorted({source for meta in metas for source in meta["sources"]})
+    classes = sorted({name for meta in metas for name in meta["license_classes"]})
+    views = " + ".join(f"{count} (`{folder.name}`)" for folder, count in zip(caches, used))
     student = manifest["student"]
     parity = "\n".join(f"| {key} | {value} |" for key, value in manifest["parity"].items())
+    stage_texts = "\n\n".join(_stage_text(number, stage) for number, stage in enumerate(stages, start=1))
+    commands = "\n".join([*(_cache_command(folder) for folder in caches),
+                          *(_train_command(config) for config in configs), manifest["command"]])
     text = f"""# {manifest['name']}: a student of LiteMedSAM
 
 An EfficientViT-style image encoder ({student['architecture']}: {student['params'] / 1e6:.2f} M parameters,
@@ -41,28 +91,18 @@ LiteMedSAM. The mask decoder is LiteMedSAM's, unchanged (the bundle uses `../lit
 by sha256), and so is the prompt encoder's box path. Licence: Apache-2.0, as the teacher.
 
 ## Training data
-Only `../shared/corpus/`, license classes **{', '.join(cache_meta['license_classes'])}**
-({images} images from {', '.join(cache_meta['sources'])}), {used} views: view 0 of every image as the runtime
+Only `../shared/corpus/`, license classes **{', '.join(classes)}**
+({images} images from {', '.join(sources)}), {views} views: view 0 of every image as the runtime
 sees it, then augmented views (crops, flips, rotations, windows, gamma, noise, blur, mixing). Every
-{config['validation_every']}th image was held out to watch the loss. Nothing from `../shared/data/` (the
+{configs[0]['validation_every']}th image was held out to watch the loss. Nothing from `../shared/data/` (the
 evaluation cases) was used. INT8 calibration: {len(manifest['calibration']['images'])} permissive corpus images.
 
 ## Training
-Loss: normalised embedding MSE to the teacher + {config['prompt_weight']} x (box mask + 0.5 x click mask) decoded
-through the frozen teacher decoder (BCE to the teacher's probabilities + soft Dice), the decoder term every
-{config['prompt_every']} steps. AdamW, lr {config['lr']} (cosine, {config['warmup']} warm-up steps), batch
-{config['batch']}, {summary['steps']} steps, seed {config['seed']}; {summary['hours']} h on {config['device']}
-({cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}).
-Held-out corpus views at the end: {json.dumps(summary['validation'])}.
+{stage_texts}
 
 ## Reproduce
 ```
-python -m imis_lite.distill.teacher_cache --out runs/cache-{teacher} --views {cache_meta['views_per_image']} \\
-    --seed {cache_meta['seed']} --limit {used}
-python -m imis_lite.distill.train --cache runs/cache-{teacher} --out runs/{manifest['name']} --student {student['architecture']} \\
-    --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --prompt-weight {config['prompt_weight']} \\
-    --prompt-every {config['prompt_every']} --seed {config['seed']}
-{manifest['command']}
+{commands}
 ```
 (On a GPU the same commands run with CUDA and bf16; `torchrun --nproc-per-node N -m imis_lite.distill.train ...` for several.)
 

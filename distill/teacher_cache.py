@@ -1,6 +1,7 @@
 """Run the teacher once per image and view, and keep what training needs on disk.
 
     python -m imis_lite.distill.teacher_cache --out runs/cache --views 3
+    python -m imis_lite.distill.teacher_cache --out runs/cache-small --views 10 --exclude-sources kvasir_seg,btcv_imis
 
 On 2 CPU cores the teacher is the slow part of distillation (~1 s per view); the student then trains for many
 epochs over the cache at its own speed. The cache is a folder of NumPy memory maps, filled in order and
@@ -76,15 +77,16 @@ def _plan(images: list[CorpusImage], views: int) -> list[tuple[int, int]]:
 
 
 def build_cache(out: Path, corpus: Path, teacher_name: str, views: int, license_classes: tuple[str, ...],
-                seed: int, flush_every: int = 16, limit: int | None = None, checkpoint: Path | None = None) -> TeacherCache:
+                seed: int, flush_every: int = 16, limit: int | None = None, checkpoint: Path | None = None,
+                exclude_sources: tuple[str, ...] = ()) -> TeacherCache:
     teacher = load_teacher(teacher_name, **({"checkpoint": checkpoint} if checkpoint else {}))
-    images = read_corpus(corpus, license_classes)
+    images = [image for image in read_corpus(corpus, license_classes) if image.source not in exclude_sources]
     plan = _plan(images, views)[:limit]
     meta = {
         "teacher": teacher_name, "checkpoint": str(checkpoint) if checkpoint else None,
         "teacher_logits": teacher.has_decoder, "views_per_image": views, "seed": seed, "count": len(plan),
         "license_classes": sorted(set(license_classes)), "corpus": str(corpus),
-        "sources": sorted({image.source for image in images}),
+        "sources": sorted({image.source for image in images}), "exclude_sources": sorted(exclude_sources),
         "items": [[str(images[i].path.relative_to(corpus)), v] for i, v in plan],
     }
     if not (out / "meta.json").exists():
@@ -124,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="local weights of the medsam / imisnet teachers")
     parser.add_argument("--views", type=int, default=3, help="views per image; view 0 is un-augmented")
     parser.add_argument("--license-classes", default="permissive", help="comma-separated manifest classes to train on")
+    parser.add_argument("--exclude-sources", default="",
+                        help="comma-separated corpus sources to leave out (an extra cache that oversamples the small ones)")
     parser.add_argument("--limit", type=int, help="stop after this many views (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     build_cache(args.out, args.corpus.resolve(), args.teacher, args.views, tuple(args.license_classes.split(",")),
-                args.seed, limit=args.limit, checkpoint=args.checkpoint)
+                args.seed, limit=args.limit, checkpoint=args.checkpoint,
+                exclude_sources=tuple(filter(None, args.exclude_sources.split(","))))
     return 0
 
 

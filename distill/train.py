@@ -34,12 +34,48 @@ from .teachers import decode_prompts, load_teacher
 log = logging.getLogger("imis_lite.distill")
 
 
-def split_items(cache: TeacherCache, complete: int, validation_every: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation views; validation holds every view of every ``validation_every``-th image."""
-    paths = sorted({path for path, _ in cache.meta["items"]})
-    held_out = set(paths[::validation_every])
-    is_validation = np.array([path in held_out for path, _ in cache.meta["items"][:complete]])
+def split_items(cache: TeacherCache, complete: int, validation_every: int,
+                held_out: set[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation views; validation holds every view of every ``validation_every``-th image
+    (or of the ``held_out`` images, so that extra caches of the same corpus hold out the same ones)."""
+    if held_out is None:
+        held_out = held_out_images(cache, validation_every)
+    is_validation = np.array([path in held_out for path, _ in cache.meta["items"][:complete]], dtype=bool)
     return np.flatnonzero(~is_validation), np.flatnonzero(is_validation)
+
+
+def held_out_images(cache: TeacherCache, validation_every: int) -> set[str]:
+    paths = sorted({path for path, _ in cache.meta["items"]})
+    return set(paths[::validation_every])
+
+
+class CacheSet:
+    """One or more caches of the same teacher sampled as one pool (an extra cache oversamples small sources)."""
+
+    def __init__(self, folders: list[Path], validation_every: int, max_views: int | None = None) -> None:
+        self.caches = [TeacherCache(folder) for folder in folders]
+        self.max_views = max_views
+        teachers = {cache.meta["teacher"] for cache in self.caches}
+        if len(teachers) > 1:
+            raise SystemExit(f"the caches come from different teachers ({', '.join(sorted(teachers))}): train on one")
+        self.meta = self.caches[0].meta
+        self.held_out = held_out_images(self.caches[0], validation_every)
+        self.validation_every = validation_every
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cache, view) pairs of the views complete now: training and validation."""
+        training, validation = [], []
+        for number, cache in enumerate(self.caches):
+            complete = min(cache.complete, self.max_views or cache.complete)
+            train_views, validation_views = split_items(cache, complete, self.validation_every, self.held_out)
+            training.append(np.stack([np.full_like(train_views, number), train_views], axis=1))
+            validation.append(np.stack([np.full_like(validation_views, number), validation_views], axis=1))
+        return np.concatenate(training), np.concatenate(validation)
+
+    def batch(self, pairs: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        parts = [load_batch(self.caches[number], pairs[pairs[:, 0] == number, 1], device)
+                 for number in np.unique(pairs[:, 0])]
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
 
 def load_batch(cache: TeacherCache, indices: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
@@ -51,12 +87,28 @@ def load_batch(cache: TeacherCache, indices: np.ndarray, device: torch.device) -
     return {name: value.to(device, non_blocking=True) for name, value in batch.items()}
 
 
-def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """BCE against the teacher's probabilities + soft Dice against its mask, per prompt channel (B, P)."""
+def boundary_band(hard: torch.Tensor, width: int = 5) -> torch.Tensor:
+    """1 on pixels within ``width // 2`` of the mask's edge (dilation minus erosion), else 0."""
+    dilated = F.max_pool2d(hard, width, stride=1, padding=width // 2)
+    eroded = -F.max_pool2d(-hard, width, stride=1, padding=width // 2)
+    return dilated - eroded
+
+
+def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, boundary_weight: float = 0.0) -> torch.Tensor:
+    """BCE against the teacher's probabilities + soft Dice against its mask, per prompt channel (B, P).
+
+    ``boundary_weight`` > 0 up-weights the BCE in a band around the teacher's mask edge: boundary distance
+    (NSD) is where a student falls short first, and the band is a few percent of the pixels.
+    """
     target = torch.sigmoid(teacher_logits)
-    bce = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none").mean(dim=(2, 3))
-    probability = torch.sigmoid(student_logits)
     hard = (teacher_logits > 0).float()
+    bce = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none")
+    if boundary_weight > 0:
+        weights = 1 + boundary_weight * boundary_band(hard)
+        bce = (bce * weights).mean(dim=(2, 3)) / weights.mean(dim=(2, 3))
+    else:
+        bce = bce.mean(dim=(2, 3))
+    probability = torch.sigmoid(student_logits)
     dice = 1 - (2 * (probability * hard).sum(dim=(2, 3)) + 1) / (probability.sum(dim=(2, 3)) + hard.sum(dim=(2, 3)) + 1)
     return bce + dice
 
@@ -64,17 +116,18 @@ def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tor
 class Objective(torch.nn.Module):
     """The distillation loss; holds the frozen teacher prompt encoder and decoder."""
 
-    def __init__(self, teacher, embedding_scale: float, prompt_weight: float) -> None:
+    def __init__(self, teacher, embedding_scale: float, prompt_weight: float, boundary_weight: float = 0.0) -> None:
         super().__init__()
         self.prompt_encoder = teacher.prompt_encoder if teacher.has_decoder else None
         self.mask_decoder = teacher.mask_decoder if teacher.has_decoder else None
         self.embedding_scale, self.prompt_weight = embedding_scale, prompt_weight
+        self.boundary_weight = boundary_weight
 
     def forward(self, embedding: torch.Tensor, batch: dict[str, torch.Tensor], with_prompts: bool) -> dict[str, torch.Tensor]:
         terms = {"embedding": F.mse_loss(embedding.float(), batch["embeddings"]) / self.embedding_scale}
         if with_prompts and self.prompt_weight > 0:
             logits = decode_prompts(self.prompt_encoder, self.mask_decoder, embedding.float(), batch["boxes"], batch["points"])
-            per_prompt = mask_loss(logits.float(), batch["teacher_logits"]).mean(dim=0)
+            per_prompt = mask_loss(logits.float(), batch["teacher_logits"], self.boundary_weight).mean(dim=0)
             terms["box"], terms["click"] = per_prompt[0], per_prompt[1]
             terms["total"] = terms["embedding"] + self.prompt_weight * (terms["box"] + 0.5 * terms["click"])
         else:
@@ -105,14 +158,16 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    cache = TeacherCache(args.cache)
+    caches = CacheSet([args.cache, *args.extra_cache], args.validation_every, args.max_views)
+    cache = caches.caches[0]
     if args.prompt_weight > 0 and not cache.meta.get("teacher_logits", True):
         raise SystemExit(f"the {cache.meta['teacher']} cache has no teacher masks: train with --prompt-weight 0")
     options = {"onnx_encoder": None} if cache.meta["teacher"] == "litemedsam" else {"checkpoint": cache.meta["checkpoint"]}
     teacher = load_teacher(cache.meta["teacher"], **options)
     channels = cache["embeddings"].shape[1]
     student = build_student(args.student, out_channels=channels).to(device)
-    objective = Objective(teacher, embedding_scale=args.embedding_scale, prompt_weight=args.prompt_weight).to(device)
+    objective = Objective(teacher, embedding_scale=args.embedding_scale, prompt_weight=args.prompt_weight,
+                          boundary_weight=args.boundary_weight).to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
@@ -123,26 +178,30 @@ def train(args: argparse.Namespace) -> Path:
         step, elapsed = state["step"], state["elapsed_s"]
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed at step %d", step)
+    elif args.init:
+        student.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
+        log.info("started from %s", args.init)
     model = student
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and args.amp)
     rng = np.random.default_rng([args.seed, step, rank])
-    config = {**vars(args), "cache": str(args.cache), "out": str(out), "world_size": world, "device": str(device),
+    config = {**vars(args), "cache": str(args.cache), "extra_cache": [str(c) for c in args.extra_cache],
+              "init": str(args.init) if args.init else None, "out": str(out), "world_size": world, "device": str(device),
               "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
               "out_channels": channels, "params": count_parameters(student),
               "gflops": count_gflops(build_student(args.student, out_channels=channels))}
     if rank == 0:
         (out / "config.json").write_text(json.dumps(config, indent=1))
     started = time.time() - elapsed
-    train_items, validation_items = split_items(cache, cache.complete, args.validation_every)
+    train_items, validation_items = caches.split()
     while step < args.steps:
         if step % args.refresh_every == 0:
-            train_items, validation_items = split_items(cache, cache.complete, args.validation_every)
+            train_items, validation_items = caches.split()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-        picked = rng.choice(train_items, size=args.batch, replace=len(train_items) < args.batch)
-        batch = load_batch(cache, picked, device)
+        picked = train_items[rng.choice(len(train_items), size=args.batch, replace=len(train_items) < args.batch)]
+        batch = caches.batch(picked, device)
         model.train()
         with autocast:
             embedding = model(batch["images"])
@@ -156,7 +215,12 @@ def train(args: argparse.Namespace) -> Path:
             record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1),
                       "views": int(len(train_items)), **{k: round(v.item(), 5) for k, v in terms.items()}}
             if step % (args.log_every * 10) == 0 or step == args.steps:
-                record["validation"] = validate(student, objective, cache, validation_items, device, args.batch)
+                for number in range(len(caches.caches)):
+                    views = validation_items[validation_items[:, 0] == number, 1]
+                    if not len(views):
+                        continue
+                    key = "validation" if number == 0 else f"validation_extra{number}"
+                    record[key] = validate(student, objective, caches.caches[number], views, device, args.batch)
             (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
             log.info("%s", record)
         if rank == 0 and (step % args.checkpoint_every == 0 or step == args.steps):
@@ -196,6 +260,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, required=True, help="folder written by distill.teacher_cache")
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt, log.jsonl, student.pt")
+    parser.add_argument("--extra-cache", type=Path, action="append", default=[],
+                        help="another cache of the same teacher pooled with --cache (e.g. small sources, more views)")
+    parser.add_argument("--max-views", type=int, help="use at most the first N views of each cache (a cache stopped early)")
+    parser.add_argument("--init", type=Path, help="student.pt to start from (a second stage); ignored when resuming")
     parser.add_argument("--student", choices=sorted(STUDENTS), default="effvit-s")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=8)
@@ -203,6 +271,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--prompt-weight", type=float, default=0.2)
+    parser.add_argument("--boundary-weight", type=float, default=0.0,
+                        help="extra BCE weight on a 5-pixel band around the teacher mask's edge (0 = uniform)")
     parser.add_argument("--prompt-every", type=int, default=4, help="apply the decoder loss every N steps (CPU economy)")
     parser.add_argument("--embedding-scale", type=float, default=0.0115, help="teacher embedding variance (normalises MSE)")
     parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image")

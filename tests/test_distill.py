@@ -149,3 +149,58 @@ def test_training_command_resumes_and_export_matches_pytorch(tiny_cache, tmp_pat
     assert manifest["student"]["gflops"] <= TEACHER_GFLOPS / 15
     assert manifest["files"]["../litemedsam/decoder.onnx"]["sha256"]
     assert "permissive" in (bundle / "MODEL_CARD.md").read_text()
+
+
+def test_boundary_band_is_the_ring_between_dilation_and_erosion():
+    from imis_lite.distill.train import boundary_band
+
+    square = torch.zeros(1, 1, 64, 64)
+    square[..., 20:40, 20:40] = 1
+    band = boundary_band(square)  # 5-pixel window: 2 pixels either side of the edge
+    assert band.sum() == 24 * 24 - 16 * 16
+    assert band[0, 0, 30, 30] == 0 and band[0, 0, 20, 30] == 1 and band[0, 0, 18, 30] == 1 and band[0, 0, 17, 30] == 0
+
+
+def test_boundary_weight_raises_the_loss_of_an_edge_error_more_than_of_an_interior_one():
+    from imis_lite.distill.train import mask_loss
+
+    teacher = torch.full((1, 1, 64, 64), -8.0)
+    teacher[..., 20:40, 20:40] = 8.0
+    edge_error, interior_error = teacher.clone(), teacher.clone()
+    edge_error[..., 19, 20:40] = 8.0  # one row grown at the edge
+    interior_error[..., 5, 20:40] = 8.0  # the same number of pixels wrong far from the object
+    plain = [float(mask_loss(wrong, teacher)) for wrong in (edge_error, interior_error)]
+    weighted = [float(mask_loss(wrong, teacher, boundary_weight=4.0)) for wrong in (edge_error, interior_error)]
+    assert abs(plain[0] - plain[1]) < 0.02 * plain[0]
+    assert weighted[0] > 1.5 * weighted[1]
+
+
+def test_a_second_stage_pools_an_extra_cache_and_starts_from_the_first_stages_student(tiny_cache, tmp_path):
+    from imis_lite.distill import train
+    from imis_lite.distill.corpus import DEFAULT_CORPUS
+    from imis_lite.distill.teacher_cache import build_cache
+
+    extra = build_cache(tmp_path / "extra", DEFAULT_CORPUS.resolve(), "litemedsam", views=2,
+                        license_classes=("permissive",), seed=1, limit=4, exclude_sources=("btcv_imis",))
+    assert not any("btcv_imis" in path for path, _ in extra.meta["items"])
+    pool = train.CacheSet([tiny_cache.folder, extra.folder], validation_every=3)
+    training, validation = pool.split()
+    assert set(training[:, 0]) == {0, 1} and len(training) + len(validation) == 6 + 4
+    batch = pool.batch(training[[0, -1]], torch.device("cpu"))
+    assert batch["images"].shape[0] == 2 and batch["embeddings"].shape[1:] == (256, 64, 64)
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--cache", str(tiny_cache.folder), "--batch", "2", "--log-every", "1", "--validation-every", "3"]
+    assert train.main([*common, "--out", str(first), "--steps", "1"]) == 0
+    assert train.main([*common, "--out", str(second), "--steps", "1", "--lr", "0", "--extra-cache", str(extra.folder),
+                       "--init", str(first / "student.pt"), "--boundary-weight", "4"]) == 0
+    before, after = torch.load(first / "student.pt"), torch.load(second / "student.pt")
+    weights = [name for name in before if "running_" not in name and "num_batches" not in name]  # not BN statistics
+    assert all(torch.equal(before[name], after[name]) for name in weights)  # lr 0: the init is what it saved
+    record = json.loads((second / "log.jsonl").read_text())
+    assert record["validation"]["box_dice_vs_teacher"] > 0
+    config = json.loads((second / "config.json").read_text())
+    assert config["extra_cache"] == [str(extra.folder)] and config["init"] == str(first / "student.pt")
+    from imis_lite.distill.model_card import _train_command, training_stages
+    assert training_stages(second) == [first, second]  # the model card lists both stages' commands
+    assert "--extra-cache runs/extra --init runs/first/student.pt --out runs/second" in _train_command(config)
