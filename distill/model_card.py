@@ -63,8 +63,9 @@ def _stage_text(number: int, run: Path) -> str:
             + (f", {boundary}x extra weight on a 5-pixel band at the mask's edge" if boundary else "")
             + f", + soft Dice), the decoder term every {config['prompt_every']} steps. AdamW, lr {config['lr']} "
             f"(cosine, {config['warmup']} warm-up steps), batch {config['batch']}, {summary['steps']} steps, seed "
-            f"{config['seed']}, {summary['views']} training views; {summary['hours']} h on {config['device']} ({cpu_name()}, {config['threads'] or 'all'} "
-            f"threads, world size {config['world_size']}). Held-out corpus views at its end: "
+            f"{config['seed']}, {summary['views']} training views; {summary['hours']} h on {config['device']} "
+            f"({cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}). "
+            f"Held-out corpus views at its end: "
             f"{json.dumps(summary['validation'])}.")
 
 

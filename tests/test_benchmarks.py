@@ -4,7 +4,6 @@ import importlib.util
 import json
 
 import numpy as np
-
 from click.testing import CliRunner
 from imis_lite.cli.main import main
 
@@ -12,7 +11,8 @@ from .conftest import DATA
 
 
 def test_quick_run_writes_results_and_plots(tmp_path):
-    argv = ["bench", "--quick", "--data", str(DATA), "--out", str(tmp_path), "--models", "litemedsam", "effvit-s", "--engines", "onnxruntime",
+    argv = ["bench", "--quick", "--data", str(DATA), "--out", str(tmp_path), "--models", "litemedsam", "effvit-s",
+            "--engines", "onnxruntime",
             "--precisions", "fp32", "int8", "--accuracy-on", "onnxruntime:fp32",
             "--no-torch"]  # the PyTorch row costs a minute here; the full run has it
     result = CliRunner().invoke(main, argv)
@@ -48,8 +48,9 @@ def test_bench_without_its_extra_says_what_to_install(monkeypatch, tmp_path):
 
 
 def test_3d_organ_timing_segments_the_gallbladder_it_times():
-    from imis_lite import Segmenter
     from imis_lite.benchmarks.volume_time import GALLBLADDER, organ_box, volume_seconds
+
+    from imis_lite import Segmenter
 
     labels = np.zeros((5, 6, 7), np.uint8)
     labels[1:3, 2:5, 4] = GALLBLADDER

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-
 from imis_lite.distill.quantize import fewest_float, float_matmuls, onnxruntime_int8, openvino_int8_fewest_float
+from onnx import TensorProto, helper, numpy_helper
 
 
 def two_linear_layers(path):
