@@ -23,6 +23,7 @@ class CorpusImage:
     source: str
     modality: str
     license_class: str
+    key: str  # path inside the corpus: the name a cache's item list uses
 
     def image(self) -> np.ndarray:
         """(H, W) uint8 grey or (H, W, 3) uint8 RGB."""
@@ -53,6 +54,7 @@ def read_corpus(root: str | Path, license_classes: tuple[str, ...] = ("permissiv
             row["source"],
             row["modality"],
             row["license_class"],
+            row["path"],
         )
         for row in rows
         if row["license_class"] in license_classes

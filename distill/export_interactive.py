@@ -69,7 +69,8 @@ def run_record(run: Path) -> dict:
         "held_out_dsc_per_click_after": validated[-1]["validation"]["dsc_per_click"],
         "held_out_box_plus_prior_before": validated[0]["validation"]["box_plus_prior"],
         "held_out_box_plus_prior_after": validated[-1]["validation"]["box_plus_prior"],
-        "command": (f"python -m imis_lite.distill.train_interactive --cache {config['cache']} --out runs/{run.name}"
+        "command": (f"python -m imis_lite.distill.train_interactive --cache {config['cache']} "
+                    f"--max-views {config['cache_views']} --out runs/{run.name}"
                     + (f" --student-run {config['student_run']}" if config.get("student_run") else "")
                     + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}"),
     }

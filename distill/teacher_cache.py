@@ -1,7 +1,8 @@
 """Run the teacher once per image and view, and keep what training needs on disk.
 
     python -m imis_lite.distill.teacher_cache --out runs/cache --views 3
-    python -m imis_lite.distill.teacher_cache --out runs/cache-small --views 10 --exclude-sources kvasir_seg,btcv_imis
+    python -m imis_lite.distill.teacher_cache --out runs/cache-small --views 8 --exclude-sources kvasir_seg,btcv_imis
+    python -m imis_lite.distill.teacher_cache --out runs/cache-mine --images ~/scans --license-classes none
 
 On 2 CPU cores the teacher is the slow part of distillation (~1 s per view); the student then trains for many
 epochs over the cache at its own speed. The cache is a folder of NumPy memory maps, filled in order and
@@ -26,6 +27,7 @@ import numpy as np
 from .corpus import DEFAULT_CORPUS, CorpusImage, read_corpus
 from .prompt_sampling import sample_prompts
 from .teachers import TEACHERS, Teacher, load_teacher
+from .user_images import UserImage, read_user_folder
 from .views import make_view
 
 log = logging.getLogger("imis_lite.distill")
@@ -70,7 +72,7 @@ def _create(folder: Path, meta: dict, teacher: Teacher) -> None:
     (folder / "progress.json").write_text(json.dumps({"complete": 0}))
 
 
-def _plan(images: list[CorpusImage], views: int) -> list[tuple[int, int]]:
+def _plan(images: list[CorpusImage | UserImage], views: int) -> list[tuple[int, int]]:
     """(image index, view number) pairs, view 0 of every image first: a cache stopped early still covers
     every image once, un-augmented, as the runtime would see it."""
     return [(image, view) for view in range(views) for image in range(len(images))]
@@ -78,16 +80,25 @@ def _plan(images: list[CorpusImage], views: int) -> list[tuple[int, int]]:
 
 def build_cache(out: Path, corpus: Path, teacher_name: str, views: int, license_classes: tuple[str, ...],
                 seed: int, flush_every: int = 16, limit: int | None = None, checkpoint: Path | None = None,
-                exclude_sources: tuple[str, ...] = ()) -> TeacherCache:
+                exclude_sources: tuple[str, ...] = (), user_folders: tuple[Path, ...] = (),
+                slices_per_axis: int = 8) -> TeacherCache:
+    """Views of the corpus images of ``license_classes`` (none when empty) and of the user's folders."""
     teacher = load_teacher(teacher_name, **({"checkpoint": checkpoint} if checkpoint else {}))
-    images = [image for image in read_corpus(corpus, license_classes) if image.source not in exclude_sources]
+    images: list[CorpusImage | UserImage] = []
+    if license_classes:
+        images += [image for image in read_corpus(corpus, license_classes) if image.source not in exclude_sources]
+    for folder in user_folders:
+        images += read_user_folder(folder, slices_per_axis)
+    if not images:
+        raise SystemExit("nothing to train on: no corpus license class and no --images folder")
     plan = _plan(images, views)[:limit]
     meta = {
         "teacher": teacher_name, "checkpoint": str(checkpoint) if checkpoint else None,
         "teacher_logits": teacher.has_decoder, "views_per_image": views, "seed": seed, "count": len(plan),
-        "license_classes": sorted(set(license_classes)), "corpus": str(corpus),
+        "license_classes": sorted({image.license_class for image in images}), "corpus": str(corpus),
+        "user_folders": [str(Path(folder).resolve()) for folder in user_folders],
         "sources": sorted({image.source for image in images}), "exclude_sources": sorted(exclude_sources),
-        "items": [[str(images[i].path.relative_to(corpus)), v] for i, v in plan],
+        "items": [[images[i].key, v] for i, v in plan],
     }
     if not (out / "meta.json").exists():
         _create(out, meta, teacher)
@@ -125,16 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", choices=sorted(TEACHERS), default="litemedsam")
     parser.add_argument("--checkpoint", type=Path, help="local weights of the medsam / imisnet teachers")
     parser.add_argument("--views", type=int, default=3, help="views per image; view 0 is un-augmented")
-    parser.add_argument("--license-classes", default="permissive", help="comma-separated manifest classes to train on")
+    parser.add_argument("--license-classes", default="permissive",
+                        help="comma-separated corpus manifest classes to train on; 'none' for only --images")
+    parser.add_argument("--images", type=Path, action="append", default=[],
+                        help="a folder of your own NIfTI / DICOM / PNG / .npz files to add (repeatable)")
+    parser.add_argument("--slices-per-axis", type=int, default=8, help="slices taken along each axis of a volume")
     parser.add_argument("--exclude-sources", default="",
                         help="comma-separated corpus sources to leave out (an extra cache that oversamples the small ones)")
     parser.add_argument("--limit", type=int, help="stop after this many views (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    build_cache(args.out, args.corpus.resolve(), args.teacher, args.views, tuple(args.license_classes.split(",")),
+    classes = () if args.license_classes == "none" else tuple(filter(None, args.license_classes.split(",")))
+    build_cache(args.out, args.corpus.resolve(), args.teacher, args.views, classes,
                 args.seed, limit=args.limit, checkpoint=args.checkpoint,
-                exclude_sources=tuple(filter(None, args.exclude_sources.split(","))))
+                exclude_sources=tuple(filter(None, args.exclude_sources.split(","))), user_folders=tuple(args.images),
+                slices_per_axis=args.slices_per_axis)
     return 0
 
 

@@ -200,7 +200,8 @@ def train(args: argparse.Namespace) -> Path:
     for parameter in trained:
         parameter.requires_grad_(True)
     interaction, embeddings = Interaction(net), Embeddings(cache, args.student_run)
-    train_views, validation_views = split_items(cache, cache.complete, args.validation_every)
+    views = min(cache.complete, args.max_views or cache.complete)
+    train_views, validation_views = split_items(cache, views, args.validation_every)
     train_objects, validation_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
     validation_objects = validation_objects[np.random.default_rng(args.seed).permutation(len(validation_objects))[:args.validation_objects]]
     optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
@@ -214,7 +215,7 @@ def train(args: argparse.Namespace) -> Path:
         log.info("resumed at step %d", step)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "train_objects": int(len(train_objects)), "validation_objects": int(len(validation_objects)),
-              "trained_parameters": int(sum(p.numel() for p in trained)), "cache_views": int(cache.complete)}
+              "trained_parameters": int(sum(p.numel() for p in trained)), "cache_views": int(views)}
     (out / "config.json").write_text(json.dumps(config, indent=1))
     if step == 0:
         record = {"step": 0, "validation": evaluate(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)}
@@ -255,6 +256,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, required=True, help="a litemedsam teacher cache (distill.teacher_cache)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by distill.export_interactive), log.jsonl")
+    parser.add_argument("--max-views", type=int, help="use at most the first N views of the cache (as distill.train)")
     parser.add_argument("--student-run", type=Path, help="train on this distilled student's embeddings instead")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=8)

@@ -204,3 +204,45 @@ def test_a_second_stage_pools_an_extra_cache_and_starts_from_the_first_stages_st
     from imis_lite.distill.model_card import _train_command, training_stages
     assert training_stages(second) == [first, second]  # the model card lists both stages' commands
     assert "--extra-cache runs/extra --init runs/first/student.pt --out runs/second" in _train_command(config)
+
+
+def test_a_users_folder_of_nifti_dicom_png_and_npz_becomes_training_slices(tmp_path):
+    import cv2
+
+    from imis_lite.distill.corpus import DEFAULT_CORPUS
+    from imis_lite.distill.teacher_cache import build_cache
+    from imis_lite.distill.user_images import read_user_folder
+    from imis_lite.intensity import to_uint8
+    from .phantoms import AFFINES, CUBOID, SHAPE, write_dicom_series, write_nifti
+
+    folder = tmp_path / "scans"
+    (folder / "series").mkdir(parents=True)
+    data, truth = write_nifti(folder / "phantom.nii.gz", AFFINES["flipped"])
+    write_dicom_series(folder / "series")
+    photo = np.zeros((40, 60, 3), np.uint8)
+    photo[5:15, 40:55] = (200, 30, 10)
+    cv2.imwrite(str(folder / "photo.png"), photo[:, :, ::-1])
+    labels = np.zeros((30, 50), np.uint8)
+    labels[10:20, 5:25] = 2
+    np.savez(folder / "labelled.npz", imgs=np.where(labels > 0, 220, 30).astype(np.uint8), gts=labels)
+    (folder / "notes.txt").write_text("not an image")
+
+    images = read_user_folder(folder, slices_per_axis=4)
+    by_file: dict[str, list] = {}
+    for image in images:
+        by_file.setdefault(image.path.name, []).append(image)
+    assert sorted(by_file) == ["labelled.npz", "phantom.nii.gz", "photo.png", "series"]
+    assert len(by_file["phantom.nii.gz"]) == len(by_file["series"]) == 3 * 4  # 4 slices along each axis
+    axial = next(i for i in by_file["phantom.nii.gz"] if i.axis == 2 and CUBOID[2].start <= i.index < CUBOID[2].stop)
+    expected = to_uint8(data, "other")[:, :, axial.index].T  # (y, x): what the runtime feeds the encoder
+    assert np.array_equal(axial.image(), expected) and axial.image().shape == (SHAPE[1], SHAPE[0])
+    assert np.array_equal(by_file["photo.png"][0].image(), photo)
+    npz = by_file["labelled.npz"][0]
+    assert npz.mask_path is not None and np.array_equal(npz.mask(), labels)
+    assert by_file["phantom.nii.gz"][0].mask_path is None
+
+    cache = build_cache(tmp_path / "cache", DEFAULT_CORPUS.resolve(), "litemedsam", views=1, license_classes=(),
+                        seed=0, limit=3, user_folders=(folder,), slices_per_axis=4)
+    assert cache.meta["license_classes"] == ["user"] and cache.complete == 3
+    assert all(key.startswith("user/scans/") for key, _ in cache.meta["items"])
+    assert np.abs(cache["embeddings"][:3].astype(np.float32)).sum() > 0
