@@ -10,9 +10,12 @@ every round given all clicks so far and the previous round's low-res logits as m
 carries the gradient is drawn at random. A third episode kind teaches the mask input to act as a prior, as 3D
 propagation uses it: a box plus the logits of a distorted (shifted, grown or shrunk) copy of the object.
 
-Trained: the positive / negative / padding point embeddings and the mask-input convolutions (5.5 k
-parameters of the NumPy prompt encoder), which a box-only prompt never touches, so box answers stay
-bit-identical and the shipped decoder file is shared unchanged. Ground truth: the corpus label maps held in the teacher cache
+Trained (``--train prompt``): the positive / negative / padding point embeddings and the mask-input
+convolutions (5.5 k parameters of the NumPy prompt encoder), which a box-only prompt never touches, so box
+answers stay bit-identical and the shipped decoder file is shared unchanged. ``--train click-head`` also
+trains the hypernetwork MLP of the decoder's second mask output (channel 1, 0.14 M parameters, started as a
+copy of channel 0's), read whenever clicks or a mask input are present: the box path (channel 0 and every
+shared layer) stays bit-identical and the decoder file keeps its size. Ground truth: the corpus label maps held in the teacher cache
 (../shared/corpus, never ../shared/data). Seeded and resumable (``last.pt``), on CPU or CUDA.
 """
 
@@ -43,6 +46,7 @@ log = logging.getLogger("imis_lite.distill")
 
 MIN_OBJECT_PIXELS = 16
 EPISODES = ("box", "click", "prior")
+CLICK_CHANNEL = 1  # the mask output that ``--train click-head`` teaches to answer clicks and mask input
 
 
 def prompt_parameters(prompt_encoder) -> list[torch.nn.Parameter]:
@@ -50,6 +54,19 @@ def prompt_parameters(prompt_encoder) -> list[torch.nn.Parameter]:
     embeddings = prompt_encoder.point_embeddings
     return [embeddings[0].weight, embeddings[1].weight, prompt_encoder.not_a_point_embed.weight,
             *prompt_encoder.mask_downscaling.parameters()]
+
+
+def click_head(mask_decoder) -> torch.nn.Module:
+    return mask_decoder.output_hypernetworks_mlps[CLICK_CHANNEL]
+
+
+def trainable(net, train: str) -> list[torch.nn.Parameter]:
+    """The parameters ``--train`` names; the click head starts as a copy of the box head."""
+    parameters = prompt_parameters(net.prompt_encoder)
+    if train == "click-head":
+        click_head(net.mask_decoder).load_state_dict(net.mask_decoder.output_hypernetworks_mlps[0].state_dict())
+        parameters += list(click_head(net.mask_decoder).parameters())
+    return parameters
 
 
 def list_objects(cache: TeacherCache, items: np.ndarray) -> np.ndarray:
@@ -74,16 +91,18 @@ def distorted_logits(region: np.ndarray, rng: np.random.Generator) -> np.ndarray
 class Interaction:
     """LiteMedSAM's prompt encoder and mask decoder, prompted the way the runtime prompts them."""
 
-    def __init__(self, net) -> None:
+    def __init__(self, net, click_channel: bool = False) -> None:
         self.prompt_encoder, self.mask_decoder = net.prompt_encoder, net.mask_decoder
+        self.click_channel = click_channel
 
     def __call__(self, embedding, boxes, points, labels, mask_input) -> torch.Tensor:
         sparse, dense = self.prompt_encoder(
             points=None if points is None else (points, labels), boxes=boxes, masks=mask_input)
+        corrective = self.click_channel and (points is not None or mask_input is not None)
         logits, _ = self.mask_decoder(image_embeddings=embedding, image_pe=self.prompt_encoder.get_dense_pe(),
                                       sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                      multimask_output=False)
-        return logits
+                                      multimask_output=corrective)
+        return logits[:, CLICK_CHANNEL - 1:CLICK_CHANNEL] if corrective else logits  # multimask gives channels 1-3
 
 
 def play(interaction: Interaction, embedding: torch.Tensor, truth: np.ndarray, episode: str, graded_round: int,
@@ -196,10 +215,11 @@ def train(args: argparse.Namespace) -> Path:
     net = load_litemedsam()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    trained = prompt_parameters(net.prompt_encoder)
+    trained = trainable(net, args.train)
     for parameter in trained:
         parameter.requires_grad_(True)
-    interaction, embeddings = Interaction(net), Embeddings(cache, args.student_run)
+    interaction = Interaction(net, click_channel=args.train == "click-head")
+    embeddings = Embeddings(cache, args.student_run)
     views = min(cache.complete, args.max_views or cache.complete)
     train_views, validation_views = split_items(cache, views, args.validation_every)
     train_objects, validation_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
@@ -258,6 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by distill.export_interactive), log.jsonl")
     parser.add_argument("--max-views", type=int, help="use at most the first N views of the cache (as distill.train)")
     parser.add_argument("--student-run", type=Path, help="train on this distilled student's embeddings instead")
+    parser.add_argument("--train", choices=("prompt", "click-head"), default="prompt",
+                        help="the prompt path only, or also the decoder's click head (mask output 1)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="clicks after the first prompt")

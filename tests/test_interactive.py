@@ -67,3 +67,31 @@ def test_export_refuses_a_run_whose_box_path_moved(run, tmp_path):
     torch.save(state, moved / "last.pt")
     with pytest.raises(SystemExit, match="no_mask changed"):
         export_interactive.trained_arrays(moved)
+
+
+def test_click_head_training_leaves_every_layer_a_box_uses_untouched(tiny_cache, teacher, tmp_path):
+    folder = tmp_path / "click-head"
+    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
+            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2",
+            "--train", "click-head", "--steps", "2"]
+    assert train_interactive.main(args) == 0
+    state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)["net"]
+    original = teacher.state_dict()
+    changed = {key for key, value in state.items() if not torch.equal(value, original[key])}
+    assert any(key.startswith("mask_decoder.output_hypernetworks_mlps.1.") for key in changed)
+    assert all(key.startswith(("mask_decoder.output_hypernetworks_mlps.1.", "prompt_encoder.point_embeddings.0",
+                               "prompt_encoder.point_embeddings.1", "prompt_encoder.not_a_point_embed",
+                               "prompt_encoder.mask_downscaling")) for key in changed)
+
+    trained = train_interactive.load_litemedsam()
+    trained.load_state_dict(state)
+    embedding = torch.from_numpy(tiny_cache["embeddings"][:1].astype(np.float32))
+    box = torch.tensor([[40.0, 50.0, 150.0, 160.0]])
+    click = (torch.tensor([[[90.0, 100.0]]]), torch.tensor([[1]]))
+    with torch.no_grad():
+        for_box = [train_interactive.Interaction(net, click_channel=True)(embedding, box, None, None, None)
+                   for net in (teacher, trained)]
+        for_click = [train_interactive.Interaction(net, click_channel=True)(embedding, box, *click, None)
+                     for net in (teacher, trained)]
+    assert torch.equal(for_box[0], for_box[1])  # a box alone reads channel 0: bit-identical
+    assert not torch.allclose(for_click[0], for_click[1])  # a click reads the trained channel 1
