@@ -208,11 +208,12 @@ def test_a_second_stage_pools_an_extra_cache_and_starts_from_the_first_stages_st
 
 def test_a_users_folder_of_nifti_dicom_png_and_npz_becomes_training_slices(tmp_path):
     import cv2
-
     from imis_lite.distill.corpus import DEFAULT_CORPUS
     from imis_lite.distill.teacher_cache import build_cache
     from imis_lite.distill.user_images import read_user_folder
+
     from imis_lite.intensity import to_uint8
+
     from .phantoms import AFFINES, CUBOID, SHAPE, write_dicom_series, write_nifti
 
     folder = tmp_path / "scans"
