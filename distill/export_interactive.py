@@ -1,11 +1,14 @@
-"""Install an interactively trained prompt path into shipped bundles: prompt_encoder.npz, manifest, model card.
+"""Install an interactively trained prompt path into shipped bundles: prompt_encoder.npz, manifest, model card,
+and, for a ``--train click-head`` run, the decoder with its trained click output.
 
     python -m imis_lite.distill.export_interactive --run runs/interactive-litemedsam \\
         --bundle weights/litemedsam --bundle weights/effvit-s
 
 Run after the bundle's own export (``export_litemedsam`` / ``export_student``), which writes LiteMedSAM's
 prompt encoder as it was. The box path (Fourier matrix, box-corner embeddings, no-mask embedding) is checked
-to be unchanged before anything is written, so box-only answers stay the bundle's own.
+to be unchanged before anything is written, so box-only answers stay the bundle's own; a re-exported decoder
+must give mask output 0 bit-identical to the file it replaces, and every bundle sharing that file gets its new
+sha256 and ``click_channel`` in its manifest.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from imis_lite.bundle import MANIFEST
+from imis_lite.bundle import MANIFEST, sha256_of
 
 from .bundle_writer import prompt_encoder_arrays, write_manifest
 from .model_card import cpu_name
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
 from .train import split_items
-from .train_interactive import list_objects
+from .train_interactive import CLICK_CHANNEL, list_objects
 
 log = logging.getLogger("imis_lite.distill")
 
@@ -39,18 +42,49 @@ def _box_path(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"pe_gaussian": arrays["pe_gaussian"], "box corners": arrays["point_embeddings"][2:], "no_mask": arrays["no_mask"]}
 
 
-def trained_arrays(run: Path) -> dict[str, np.ndarray]:
-    """The run's prompt encoder as NumPy arrays, refused if its box path differs from LiteMedSAM's."""
+def trained_net(run: Path):
+    """LiteMedSAM with the run's weights."""
     import torch
 
     net = load_litemedsam()
-    reference = _box_path(prompt_encoder_arrays(net.prompt_encoder))  # copies, taken before the run's weights load
     net.load_state_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["net"])
-    arrays = prompt_encoder_arrays(net.prompt_encoder)
+    return net
+
+
+def trained_arrays(run: Path) -> dict[str, np.ndarray]:
+    """The run's prompt encoder as NumPy arrays, refused if its box path differs from LiteMedSAM's."""
+    reference = _box_path(prompt_encoder_arrays(load_litemedsam().prompt_encoder))
+    arrays = prompt_encoder_arrays(trained_net(run).prompt_encoder)
     for name, value in _box_path(arrays).items():
         if not np.array_equal(value, reference[name]):
             raise SystemExit(f"{run}: the {name} changed in training; box answers would no longer be the bundle's")
     return arrays
+
+
+def _decoder_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["low_res_logits"], feeds)[0]
+
+
+def replace_decoder(run: Path, decoder: Path) -> None:
+    """Write the run's decoder over ``decoder`` after checking that mask output 0 (the box answer) is unchanged."""
+    from .onnx_wrappers import DecoderForExport, export_decoder
+
+    net = trained_net(run)
+    staging = decoder.with_suffix(".tmp.onnx")
+    export_decoder(DecoderForExport(net.mask_decoder, net.prompt_encoder.get_dense_pe()), (256, 64, 64), str(staging))
+    rng = np.random.default_rng(0)
+    feeds = {"image_embeddings": rng.normal(0, 0.1, (1, 256, 64, 64)).astype(np.float32),
+             "sparse_prompt": rng.normal(0, 1, (2, 3, 256)).astype(np.float32),
+             "dense_prompt": rng.normal(0, 0.1, (2, 256, 64, 64)).astype(np.float32)}
+    before, after = _decoder_outputs(decoder, feeds), _decoder_outputs(staging, feeds)
+    if not np.array_equal(before[:, 0], after[:, 0]):
+        staging.unlink()
+        raise SystemExit(f"{run}: the re-exported decoder changes mask output 0; box answers would move")
+    os.replace(staging, decoder)
+    log.info("decoder with the trained click output written to %s", decoder)
 
 
 def run_record(run: Path) -> dict:
@@ -62,7 +96,8 @@ def run_record(run: Path) -> dict:
         "run": run.name, "steps": lines[-1]["step"], "hours": round(lines[-1].get("elapsed_s", 0) / 3600, 2),
         "hardware": f"{cpu_name()}, {config['threads'] or 'all'} threads",
         "embeddings": f"student {Path(config['student_run']).name}" if config.get("student_run") else "teacher litemedsam",
-        "trained_parameters": config["trained_parameters"], "train_objects": config["train_objects"],
+        "trained": config.get("train", "prompt"), "trained_parameters": config["trained_parameters"],
+        "train_objects": config["train_objects"],
         "license_classes": cache_meta["license_classes"],
         "masked_sources": _object_sources(config),
         "held_out_dsc_per_click_before": validated[0]["validation"]["dsc_per_click"],
@@ -72,6 +107,7 @@ def run_record(run: Path) -> dict:
         "command": (f"python -m imis_lite.distill.train_interactive --cache {config['cache']} "
                     f"--max-views {config['cache_views']} --out runs/{run.name}"
                     + (f" --student-run {config['student_run']}" if config.get("student_run") else "")
+                    + (" --train click-head" if config.get("train") == "click-head" else "")
                     + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}"),
     }
 
@@ -85,16 +121,22 @@ def _object_sources(config: dict) -> list[str]:
 
 
 def card_section(record: dict) -> str:
+    what = "The positive, negative and padding point embeddings and the mask-input convolutions of the prompt encoder"
+    frozen = "Encoder and mask decoder frozen"
+    if record.get("trained") == "click-head":
+        what += (", and the hypernetwork MLP of the decoder's mask output 1, which the runtime reads whenever clicks or"
+                 " a mask input are present (`click_channel` in manifest.json),")
+        frozen = "Encoder and every other decoder layer frozen"
     return f"""{SECTION}
-The positive, negative and padding point embeddings and the mask-input convolutions of the prompt encoder
+{what}
 ({record['trained_parameters']} parameters) were retrained by simulated interaction
 (`imis_lite.distill.train_interactive`): a box or an interior click, then up to 5 clicks at the centre of the
 largest error region with the previous low-res logits fed back, plus boxes with a distorted neighbouring mask as
-mask input (what 3D propagation gives). Encoder and mask decoder frozen, {record['embeddings']} embeddings from
+mask input (what 3D propagation gives). {frozen}, {record['embeddings']} embeddings from
 the teacher cache. Ground truth: {record['train_objects']} objects of the `../shared/corpus` label maps
 ({', '.join(record['masked_sources'])}; license class {', '.join(record['license_classes'])}); nothing from
 `../shared/data`. {record['steps']} steps of 8 interactions, {record['hours']} h on {record['hardware']}.
-Box-only prompts use none of these parameters: their answers are unchanged.
+Box-only prompts use none of these parameters (mask output 0): their answers are unchanged.
 
 Held-out corpus objects, DSC after the box and after clicks 1-5:
 - before: {record['held_out_dsc_per_click_before']}
@@ -110,6 +152,13 @@ python -m imis_lite.distill.export_interactive --run runs/{record['run']} --bund
 """
 
 
+def decoder_files(bundle: Path) -> set[Path]:
+    """The decoder file(s) a bundle's variants use, resolved (a sibling's shared file included)."""
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    return {(bundle / name).resolve() for by_precision in manifest["variants"].values()
+            for files in by_precision.values() for name in files["decoder"]}
+
+
 def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
     target = bundle / manifest["prompt_encoder"]
@@ -123,7 +172,10 @@ def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict) -> None:
         text = f"# {manifest['name']}\n\nSource, export command and parity: manifest.json.\n\n"
     card.write_text(text + card_section(record))  # before the manifest, which hashes it
     manifest["interactive"] = record
-    shared = {name: entry for name, entry in manifest["files"].items() if name.startswith("../")}
+    if record["trained"] == "click-head":
+        manifest["click_channel"] = CLICK_CHANNEL
+    shared = {name: {"sha256": sha256_of(bundle / name), "bytes": (bundle / name).stat().st_size}
+              for name in manifest["files"] if name.startswith("../")}  # a shared decoder may have just been replaced
     write_manifest(bundle, manifest, shared)
     log.info("installed into %s", bundle)
 
@@ -135,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     arrays, record = trained_arrays(args.run), run_record(args.run)
+    if record["trained"] == "click-head":
+        for decoder in sorted({path for bundle in args.bundle for path in decoder_files(bundle)}):
+            replace_decoder(args.run, decoder)
     for bundle in args.bundle:
         install(bundle, arrays, record)
     return 0

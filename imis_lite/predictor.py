@@ -129,7 +129,7 @@ class Segmenter:
         out = self.decoder.run(
             {"image_embeddings": current.embedding, "sparse_prompt": sparse, "dense_prompt": dense}
         )
-        chosen = slice(1, None) if multimask else slice(0, 1)
+        chosen = slice(1, None) if multimask else self._single_output(corrective=point_xy is not None or masks is not None)
         low_res = out["low_res_logits"][:, chosen]
         scores = out["iou_scores"][:, chosen]
         n, c, size = low_res.shape[0], low_res.shape[1], low_res.shape[-1]
@@ -138,6 +138,12 @@ class Segmenter:
         if not batched:
             return result_masks[0], scores[0], low_res[0]
         return result_masks, scores, low_res
+
+    def _single_output(self, corrective: bool) -> slice:
+        """Mask output 0 answers a box; a bundle whose decoder was trained for correction names the output
+        that answers clicks and mask input (``click_channel`` in its manifest)."""
+        channel = int(self.bundle.manifest.get("click_channel", 0)) if corrective else 0
+        return slice(channel, channel + 1)
 
     def _normalise(self, box, points, labels, mask_input, shape):
         """Validate prompts against the image and bring them to batched arrays."""

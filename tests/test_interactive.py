@@ -69,13 +69,18 @@ def test_export_refuses_a_run_whose_box_path_moved(run, tmp_path):
         export_interactive.trained_arrays(moved)
 
 
-def test_click_head_training_leaves_every_layer_a_box_uses_untouched(tiny_cache, teacher, tmp_path):
-    folder = tmp_path / "click-head"
+@pytest.fixture(scope="module")
+def click_head_run(tiny_cache, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("click-head")
     args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
             "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2",
             "--train", "click-head", "--steps", "2"]
     assert train_interactive.main(args) == 0
-    state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)["net"]
+    return folder
+
+
+def test_click_head_training_leaves_every_layer_a_box_uses_untouched(click_head_run, tiny_cache, teacher):
+    state = torch.load(click_head_run / "last.pt", map_location="cpu", weights_only=False)["net"]
     original = teacher.state_dict()
     changed = {key for key, value in state.items() if not torch.equal(value, original[key])}
     assert any(key.startswith("mask_decoder.output_hypernetworks_mlps.1.") for key in changed)
@@ -95,3 +100,25 @@ def test_click_head_training_leaves_every_layer_a_box_uses_untouched(tiny_cache,
                      for net in (teacher, trained)]
     assert torch.equal(for_box[0], for_box[1])  # a box alone reads channel 0: bit-identical
     assert not torch.allclose(for_click[0], for_click[1])  # a click reads the trained channel 1
+
+
+def test_installed_click_head_keeps_box_answers_and_changes_click_answers_in_both_bundles(click_head_run, tmp_path):
+    from imis_lite.predictor import Segmenter
+
+    from .conftest import load_case
+
+    weights = tmp_path / "weights"
+    for name in ("litemedsam", "effvit-s"):
+        shutil.copytree(shipped_weights_dir() / name, weights / name)
+    assert export_interactive.main(["--run", str(click_head_run), "--bundle", str(weights / "litemedsam"),
+                                    "--bundle", str(weights / "effvit-s")]) == 0
+    case = load_case("cases_2d/btcv_ABD_001_110.npz")
+    box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
+    for name in ("litemedsam", "effvit-s"):
+        manifest = json.loads((weights / name / "manifest.json").read_text())
+        assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "click-head"
+        shipped, installed = Segmenter(name, threads=2), Segmenter(str(weights / name), threads=2)  # sha256-checked
+        for segmenter in (shipped, installed):
+            segmenter.set_image(case["imgs"])
+        assert np.array_equal(shipped.predict(box=box)[2], installed.predict(box=box)[2])
+        assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
