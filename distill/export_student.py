@@ -28,7 +28,7 @@ from imis_lite.preprocess import encoder_input
 
 from .bundle_writer import export_main, install_bundle, prompt_encoder_arrays, write_manifest
 from .corpus import calibration_and_validation
-from .model_card import write_model_card
+from .model_card import training_license_classes, training_stages, write_model_card
 from .onnx_wrappers import export_encoder
 from .parity import check_bundle
 from .quantize import onnxruntime_int8_static, openvino_int8
@@ -56,6 +56,13 @@ def load_student(run: Path):
     student = build_student(config["student"], out_channels=config.get("out_channels", 256))
     student.load_state_dict(torch.load(run / "student.pt", map_location="cpu", weights_only=True))
     return student.eval(), config
+
+
+def stage_record(stage: Path) -> dict:
+    config = json.loads((stage / "config.json").read_text())
+    keys = ("steps", "batch", "lr", "prompt_weight", "prompt_every", "boundary_weight", "max_views", "seed", "device", "world_size")
+    return {"run": stage.name, **{key: config.get(key) for key in keys},
+            "caches": [Path(folder).name for folder in [config["cache"], *config.get("extra_cache", [])]]}
 
 
 def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation_count: int, seed: int, force: bool) -> dict:
@@ -106,8 +113,8 @@ def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation
                              "int8": {"encoder": int8_ov, "decoder": [shared_decoder]}},
             },
             "training": {
-                "corpus_license_classes": json.loads((Path(config["cache"]) / "meta.json").read_text())["license_classes"],
-                "run": {k: config[k] for k in ("steps", "batch", "lr", "prompt_weight", "prompt_every", "seed", "device", "world_size")},
+                "corpus_license_classes": training_license_classes(run),
+                "stages": [stage_record(stage) for stage in training_stages(run)],
             },
             "calibration": {"corpus_license_classes": ["permissive"], "images": [str(i.path.relative_to(corpus)) for i in calibration]},
             "command": f"python -m imis_lite.distill.export_student --run {run} --out {out}",

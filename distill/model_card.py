@@ -32,6 +32,18 @@ def training_stages(run: Path) -> list[Path]:
     return stages
 
 
+def stage_caches(stages: list[Path]) -> list[Path]:
+    """Every cache any stage trained on, main ones first, each once."""
+    configs = [json.loads((stage / "config.json").read_text()) for stage in stages]
+    return list(dict.fromkeys(Path(folder) for config in configs for folder in [config["cache"], *config.get("extra_cache", [])]))
+
+
+def training_license_classes(run: Path) -> list[str]:
+    """The license classes of every image any stage of ``run`` trained on (``user`` for a user's folders)."""
+    metas = [json.loads((folder / "meta.json").read_text()) for folder in stage_caches(training_stages(run))]
+    return sorted({name for meta in metas for name in meta["license_classes"]})
+
+
 def _cache_command(folder: Path) -> str:
     meta = json.loads((folder / "meta.json").read_text())
     used = json.loads((folder / "progress.json").read_text())["complete"]
@@ -72,7 +84,7 @@ def _stage_text(number: int, run: Path) -> str:
 def write_model_card(path: Path, manifest: dict, run: Path) -> None:
     stages = training_stages(run)
     configs = [json.loads((stage / "config.json").read_text()) for stage in stages]
-    caches = list(dict.fromkeys(Path(folder) for config in configs for folder in [config["cache"], *config.get("extra_cache", [])]))
+    caches = stage_caches(stages)
     metas = [json.loads((folder / "meta.json").read_text()) for folder in caches]
     used = [json.loads((folder / "progress.json").read_text())["complete"] for folder in caches]
     images = len({path for meta, count in zip(metas, used) for path, _ in meta["items"][:count]})
