@@ -15,8 +15,11 @@ convolutions (5.5 k parameters of the NumPy prompt encoder), which a box-only pr
 answers stay bit-identical and the shipped decoder file is shared unchanged. ``--train click-head`` also
 trains the hypernetwork MLP of the decoder's second mask output (channel 1, 0.14 M parameters, started as a
 copy of channel 0's), read whenever clicks or a mask input are present: the box path (channel 0 and every
-shared layer) stays bit-identical and the decoder file keeps its size. Ground truth: the corpus label maps held in the teacher cache
-(../shared/corpus, never ../shared/data). Seeded and resumable (``last.pt``), on CPU or CUDA.
+shared layer) stays bit-identical and the decoder file keeps its size. ``--train decoder`` trains the whole
+mask decoder as well (4.1 M parameters, clicks still read channel 1); the box answer (channel 0) is held to
+the frozen decoder's by a logit regulariser on every step (``--box-weight``), since the shared layers move.
+Ground truth: the corpus label maps held in the teacher cache (../shared/corpus, never ../shared/data).
+Seeded and resumable (``last.pt``), on CPU or CUDA.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ log = logging.getLogger("imis_lite.distill")
 
 MIN_OBJECT_PIXELS = 16
 EPISODES = ("box", "click", "prior")
+TRAINED = ("prompt", "click-head", "decoder")
 CLICK_CHANNEL = 1  # the mask output that ``--train click-head`` teaches to answer clicks and mask input
+SHARED_LR_SCALE = 0.1  # ``--train decoder``: the pretrained layers a box shares, relative to --lr
 
 
 def prompt_parameters(prompt_encoder) -> list[torch.nn.Parameter]:
@@ -60,13 +65,20 @@ def click_head(mask_decoder) -> torch.nn.Module:
     return mask_decoder.output_hypernetworks_mlps[CLICK_CHANNEL]
 
 
-def trainable(net, train: str) -> list[torch.nn.Parameter]:
-    """The parameters ``--train`` names; the click head starts as a copy of the box head."""
-    parameters = prompt_parameters(net.prompt_encoder)
-    if train == "click-head":
-        click_head(net.mask_decoder).load_state_dict(net.mask_decoder.output_hypernetworks_mlps[0].state_dict())
-        parameters += list(click_head(net.mask_decoder).parameters())
-    return parameters
+def trainable(net, train: str) -> list[dict]:
+    """Parameter groups of what ``--train`` names, each with its share of the learning rate: the pretrained
+    layers every prompt shares move ten times slower than the prompt path and the click head, which starts
+    as a copy of the box head."""
+    groups = [{"params": prompt_parameters(net.prompt_encoder), "lr_scale": 1.0}]
+    if train != "prompt":
+        head = click_head(net.mask_decoder)
+        head.load_state_dict(net.mask_decoder.output_hypernetworks_mlps[0].state_dict())
+        groups.append({"params": list(head.parameters()), "lr_scale": 1.0})
+    if train == "decoder":
+        in_head = {id(parameter) for parameter in head.parameters()}
+        shared = [parameter for parameter in net.mask_decoder.parameters() if id(parameter) not in in_head]
+        groups.append({"params": shared, "lr_scale": SHARED_LR_SCALE})
+    return groups
 
 
 def list_objects(cache: TeacherCache, items: np.ndarray) -> np.ndarray:
@@ -144,6 +156,16 @@ def corrective_click(prediction: np.ndarray, region: np.ndarray, row: list) -> t
     return click
 
 
+def box_drift(interaction: Interaction, frozen: Interaction, embedding: torch.Tensor, truth: np.ndarray,
+              rng: np.random.Generator) -> torch.Tensor:
+    """Mean squared difference of the box-only logits from the frozen decoder's: what keeps a box's answer
+    where it was while the layers it shares with the click output learn."""
+    boxes = torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+    with torch.no_grad():
+        reference = frozen(embedding, boxes, None, None, None)
+    return F.mse_loss(interaction(embedding, boxes, None, None, None), reference)
+
+
 def mask_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice against the ground-truth object, averaged over the batch."""
     bce = F.binary_cross_entropy_with_logits(logits, truth, reduction="none").mean(dim=(1, 2))
@@ -215,16 +237,18 @@ def train(args: argparse.Namespace) -> Path:
     net = load_litemedsam()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    trained = trainable(net, args.train)
+    groups = trainable(net, args.train)
+    trained = [parameter for group in groups for parameter in group["params"]]
     for parameter in trained:
         parameter.requires_grad_(True)
-    interaction = Interaction(net, click_channel=args.train == "click-head")
+    interaction = Interaction(net, click_channel=args.train != "prompt")
+    frozen = Interaction(load_litemedsam()) if args.train == "decoder" else None
     embeddings = Embeddings(cache, args.student_run)
     views = min(cache.complete, args.max_views or cache.complete)
     train_views, validation_views = split_items(cache, views, args.validation_every)
     train_objects, validation_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
     validation_objects = validation_objects[np.random.default_rng(args.seed).permutation(len(validation_objects))[:args.validation_objects]]
-    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
     if checkpoint.is_file():
@@ -245,13 +269,17 @@ def train(args: argparse.Namespace) -> Path:
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
+            group["lr"] = group.get("lr_scale", 1.0) * learning_rate(step, args.steps, args.lr, args.warmup)
         episode = str(rng.choice(EPISODES, p=args.episode_mix))
         graded_round = int(rng.integers(1 if episode == "box" else 0, args.rounds + 1))  # a box alone trains nothing
         picked = train_objects[np.sort(rng.choice(len(train_objects), args.batch, replace=False))]
         truth = _truth(cache, picked)
-        logits = play(interaction, embeddings(picked[:, 0]), truth, episode, graded_round, rng)
+        embedding = embeddings(picked[:, 0])
+        logits = play(interaction, embedding, truth, episode, graded_round, rng)
         loss = mask_loss(logits[:, 0], torch.from_numpy(truth.astype(np.float32)))
+        if frozen is not None:
+            drift = box_drift(interaction, frozen, embedding, truth, rng)
+            loss = loss + args.box_weight * drift
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
@@ -260,6 +288,8 @@ def train(args: argparse.Namespace) -> Path:
         if step % args.log_every == 0 or step == args.steps:
             record = {"step": step, "loss": round(loss.item(), 5), "episode": episode, "round": graded_round,
                       "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1)}
+            if frozen is not None:
+                record["box_drift"] = round(drift.item(), 5)
             if step % (args.log_every * 10) == 0 or step == args.steps:
                 record["validation"] = evaluate(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)
             (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
@@ -278,8 +308,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by distill.export_interactive), log.jsonl")
     parser.add_argument("--max-views", type=int, help="use at most the first N views of the cache (as distill.train)")
     parser.add_argument("--student-run", type=Path, help="train on this distilled student's embeddings instead")
-    parser.add_argument("--train", choices=("prompt", "click-head"), default="prompt",
-                        help="the prompt path only, or also the decoder's click head (mask output 1)")
+    parser.add_argument("--train", choices=TRAINED, default="prompt",
+                        help="the prompt path only, or also the decoder's click head (mask output 1), or the whole decoder")
+    parser.add_argument("--box-weight", type=float, default=1.0,
+                        help="--train decoder: weight of the box-only logits' squared drift from the frozen decoder")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="clicks after the first prompt")

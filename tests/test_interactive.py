@@ -11,6 +11,7 @@ import torch
 from imis_lite.distill import export_interactive, train_interactive
 
 from imis_lite.bundle import sha256_of, shipped_weights_dir
+from imis_lite.metrics import dice
 from imis_lite.prompts import PromptEncoder
 
 
@@ -121,4 +122,66 @@ def test_installed_click_head_keeps_box_answers_and_changes_click_answers_in_bot
         for segmenter in (shipped, installed):
             segmenter.set_image(case["imgs"])
         assert np.array_equal(shipped.predict(box=box)[2], installed.predict(box=box)[2])
+        assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
+
+
+@pytest.fixture(scope="module")
+def decoder_run(tiny_cache, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("decoder")
+    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
+            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.01", "--threads", "2",
+            "--train", "decoder", "--steps", "2"]
+    assert train_interactive.main(args) == 0
+    return folder
+
+
+def test_decoder_training_moves_the_shared_layers_and_logs_the_box_drift(decoder_run, teacher):
+    state = torch.load(decoder_run / "last.pt", map_location="cpu", weights_only=False)["net"]
+    original = teacher.state_dict()
+    changed = {key for key, value in state.items() if not torch.equal(value, original[key])}
+    assert any(key.startswith("mask_decoder.transformer.") for key in changed)
+    assert any(key.startswith("mask_decoder.output_hypernetworks_mlps.1.") for key in changed)
+    assert not any(key.startswith("image_encoder.") for key in changed)
+    lines = [json.loads(line) for line in (decoder_run / "log.jsonl").read_text().splitlines()]
+    assert all(line["box_drift"] >= 0 for line in lines[1:])
+
+
+def test_box_drift_is_zero_for_the_frozen_decoder_and_grows_when_a_shared_layer_moves(tiny_cache, teacher):
+    embedding = torch.from_numpy(tiny_cache["embeddings"][:1].astype(np.float32))
+    truth = np.zeros((1, 256, 256), bool)
+    truth[0, 60:140, 80:170] = True
+    frozen = train_interactive.Interaction(teacher)
+    moved = train_interactive.load_litemedsam()
+    with torch.no_grad():
+        same = train_interactive.box_drift(train_interactive.Interaction(moved), frozen, embedding, truth,
+                                           np.random.default_rng(0))
+        moved.mask_decoder.transformer.layers[0].mlp.lin1.weight.mul_(1.5)
+        drift = train_interactive.box_drift(train_interactive.Interaction(moved), frozen, embedding, truth,
+                                            np.random.default_rng(0))
+    assert same.item() == 0.0
+    assert drift.item() > 1e-3
+
+
+def test_installed_decoder_run_answers_clicks_from_its_click_channel_in_both_bundles(decoder_run, tmp_path):
+    from imis_lite.predictor import Segmenter
+
+    from .conftest import load_case
+
+    weights = tmp_path / "weights"
+    for name in ("litemedsam", "effvit-s"):
+        shutil.copytree(shipped_weights_dir() / name, weights / name)
+    assert export_interactive.main(["--run", str(decoder_run), "--bundle", str(weights / "litemedsam"),
+                                    "--bundle", str(weights / "effvit-s")]) == 0
+    case = load_case("cases_2d/btcv_ABD_001_110.npz")
+    box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
+    for name in ("litemedsam", "effvit-s"):
+        manifest = json.loads((weights / name / "manifest.json").read_text())
+        assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "decoder"
+        assert manifest["interactive"]["box_logit_max_change_random_inputs"] > 0
+        assert "--train decoder --box-weight 1.0" in manifest["interactive"]["command"]
+        shipped, installed = Segmenter(name, threads=2), Segmenter(str(weights / name), threads=2)  # sha256-checked
+        for segmenter in (shipped, installed):
+            segmenter.set_image(case["imgs"])
+        box_masks = [segmenter.predict(box=box)[0] for segmenter in (shipped, installed)]
+        assert dice(box_masks[0], box_masks[1]) > 0.9  # two small steps held to the frozen box answer
         assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
