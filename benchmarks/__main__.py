@@ -46,11 +46,10 @@ def make_segmenters(models, engines, precisions, threads: int, torch_reference: 
     segmenters: dict[str, object] = {}
     if torch_reference:
         import torch
-        from imis_lite.distill.reference import TorchSegmenter
-        from imis_lite.distill.teachers import load_litemedsam
+        from imis_lite.distill.reference import TorchSegmenter, shipped_litemedsam
 
         torch.set_num_threads(threads)
-        segmenters["litemedsam pytorch fp32"] = TorchSegmenter(load_litemedsam())
+        segmenters["litemedsam pytorch fp32"] = TorchSegmenter(*shipped_litemedsam())
     for model in models:
         bundle = load_bundle(model)
         for engine in engines:

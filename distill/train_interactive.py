@@ -73,7 +73,7 @@ def trainable(net, train: str) -> list[dict]:
     if train != "prompt":
         head = click_head(net.mask_decoder)
         head.load_state_dict(net.mask_decoder.output_hypernetworks_mlps[0].state_dict())
-        groups.append({"params": list(head.parameters()), "lr_scale": 1.0})
+        groups[0]["params"] += list(head.parameters())
     if train == "decoder":
         in_head = {id(parameter) for parameter in head.parameters()}
         shared = [parameter for parameter in net.mask_decoder.parameters() if id(parameter) not in in_head]

@@ -33,10 +33,18 @@ def teacher():
 
 
 @pytest.fixture(scope="session")
-def reference(teacher):
+def shipped_teacher():
+    """(net, click_channel): LiteMedSAM in PyTorch with the shipped bundle's prompt encoder and decoder."""
+    from imis_lite.distill.reference import shipped_litemedsam
+
+    return shipped_litemedsam()
+
+
+@pytest.fixture(scope="session")
+def reference(shipped_teacher):
     from imis_lite.distill.reference import TorchReference
 
-    return TorchReference(teacher)
+    return TorchReference(*shipped_teacher)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from imis_lite import Segmenter
-from imis_lite.bundle import shipped_weights_dir
 from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.errors import ImageError, PromptError
 from imis_lite.metrics import dice
@@ -71,39 +70,16 @@ def test_multimask_gives_three_masks(segmenter, sample):
     assert masks.shape == (3, 512, 512) and scores.shape == (3,) and logits.shape == (3, 256, 256)
 
 
-def _with_shipped_prompt_encoder(teacher):
-    """LiteMedSAM in PyTorch with the bundle's prompt encoder (its click path was retrained after export)."""
-    import copy
-
-    import torch
-
-    net = copy.deepcopy(teacher)
-    with np.load(shipped_weights_dir() / "litemedsam" / "prompt_encoder.npz") as weights:
-        encoder = net.prompt_encoder
-        down = encoder.mask_downscaling
-        targets = {"not_a_point": encoder.not_a_point_embed.weight[0], "no_mask": encoder.no_mask_embed.weight[0],
-                   "pe_gaussian": encoder.pe_layer.positional_encoding_gaussian_matrix,
-                   **{f"mask_conv{i}_{p}": getattr(down[j], {"w": "weight", "b": "bias"}[p])
-                      for i, j in enumerate((0, 3, 6)) for p in "wb"},
-                   **{f"mask_ln{i}_{p}": getattr(down[j], {"w": "weight", "b": "bias"}[p])
-                      for i, j in enumerate((1, 4)) for p in "wb"}}
-        with torch.no_grad():
-            for name, target in targets.items():
-                target.copy_(torch.from_numpy(weights[name]))
-            for i, embedding in enumerate(encoder.point_embeddings):
-                embedding.weight[0].copy_(torch.from_numpy(weights["point_embeddings"][i]))
-    return net
-
-
-def test_clicks_and_mask_input_equal_pytorch(segmenter, sample, teacher):
-    """Clicks and mask input through the runtime equal PyTorch's with the same prompt-encoder weights."""
+def test_clicks_and_mask_input_equal_pytorch(segmenter, sample, shipped_teacher):
+    """Clicks and mask input through the runtime equal PyTorch's with the same weights (the bundle's
+    retrained prompt encoder and decoder, its click channel read for clicks)."""
     from imis_lite.distill.reference import TorchSegmenter
 
     image, truth, names = sample
     kidney = [int(k) for k, v in names.items() if v == "kidney_right"][0]
     box = boxes_from_labels(truth)[kidney]
     clicks = dict(points=[[160, 200], [140, 160]], labels=[1, 0])
-    reference = TorchSegmenter(_with_shipped_prompt_encoder(teacher))
+    reference = TorchSegmenter(*shipped_teacher)
     for seg in (segmenter, reference):
         seg.set_image(image)
     ours = segmenter.predict(box=box, **clicks)
