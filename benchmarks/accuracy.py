@@ -1,7 +1,8 @@
 """Accuracy on challenge-form .npz cases: box protocol (DSC, NSD) and the 5-click protocol (DSC per click).
 
 2D cases: box = the object's bounding box (optionally jittered), then clicks at the centre of the largest
-error region with the previous low-res logits fed back. 3D cases: a 3D box through the same propagation as
+error region, through the runtime's ``Correction`` (all clicks so far, the previous low-res logits fed back,
+each answer kept near its click). 3D cases: a 3D box through the same propagation as
 ``imis-lite segment`` (window/percentile intensity, middle slice first), and again through LiteMedSAM's own
 scheme (previous mask's box, stop when empty) as the reference.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imis_lite.corrections import Correction
 from imis_lite.demo import boxes_from_labels
 from imis_lite.io import read_scan
 from imis_lite.job import RawObject, resolve, segment_scan
@@ -53,18 +55,13 @@ def score_2d(segmenter, name: str, modality: str, image, truth, clicks: int, jit
     for label, box in boxes_from_labels(truth).items():
         target = truth == label
         box = jittered(box, jitter, truth.shape, rng)
-        masks, _, logits = segmenter.predict(box=box)
-        mask = masks[0]
-        result = ObjectScore(name, modality, label, 2, dice(mask, target), nsd(mask, target, (1.0, 1.0)))
-        points, labels = [], []
+        correction = Correction(segmenter, box)
+        result = ObjectScore(name, modality, label, 2, dice(correction.mask, target), nsd(correction.mask, target, (1.0, 1.0)))
         for _ in range(clicks):
-            click = next_click(mask, target)
+            click = next_click(correction.mask, target)
             if click is not None:
-                points.append(click[:2])
-                labels.append(click[2])
-                masks, _, logits = segmenter.predict(box=box, points=points, labels=labels, mask_input=logits)
-                mask = masks[0]
-            result.click_dsc.append(dice(mask, target))
+                correction.click(*click)
+            result.click_dsc.append(dice(correction.mask, target))
         scores.append(result)
     return scores
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .corrections import correct
 from .errors import PromptError
 from .intensity import infer_modality, to_uint8
 from .io.scan import Scan
@@ -160,13 +161,8 @@ def segment_scan(
                 labels[:, :, k][mask.T] = label
         else:
             segmenter.set_image(image)
-            points = prompt.points
-            mask, _, _ = segmenter.predict(
-                box=None if prompt.box is None else np.asarray(prompt.box),
-                points=[[p[0], p[1]] for p in points] if points else None,
-                labels=[p[3] for p in points] if points else None,
-            )
-            labels[mask[0]] = label
+            answer = correct(segmenter, prompt.box, [(p[0], p[1], p[3]) for p in prompt.points])
+            labels[answer.mask] = label
             if on_slice:
                 on_slice()
     return labels

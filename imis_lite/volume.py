@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .corrections import correct
 from .errors import PromptError
 from .metrics import dice
 from .predictor import Segmenter
@@ -115,13 +116,9 @@ class _Bounds:
 
 
 def _predict(segmenter: Segmenter, box, clicks, mask_input) -> _SliceAnswer:
-    masks, scores, logits = segmenter.predict(
-        box=box,
-        points=[[p[0], p[1]] for p in clicks] if clicks else None,
-        labels=[p[3] for p in clicks] if clicks else None,
-        mask_input=mask_input,
-    )
-    return _SliceAnswer(masks[0], logits[0], float(scores[0]))
+    """The box (with ``mask_input``), then this slice's clicks one by one, each correcting near itself."""
+    answer = correct(segmenter, box, [(p[0], p[1], p[3]) for p in clicks], mask_input)
+    return _SliceAnswer(answer.mask, answer.logits, answer.score)
 
 
 def segment_object(
