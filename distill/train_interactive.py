@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from imis_lite.benchmarks.clicks import next_click
-
+from imis_lite.corrections import local_update
 from imis_lite.metrics import dice
 
 from .prompt_sampling import region_prompts
@@ -196,32 +196,42 @@ def _truth(cache: TeacherCache, objects: np.ndarray) -> np.ndarray:
     return np.stack([cache["masks"][view] == label for view, label in objects])
 
 
+def click_protocol(interaction: Interaction, embedding: torch.Tensor, boxes: torch.Tensor, truth: np.ndarray,
+                   clicks: int, local: bool) -> np.ndarray:
+    """(objects, clicks + 1) Dice after the box and after each click; ``local``: each answer kept near its
+    click (``imis_lite.corrections.local_update``, as the runtime shows it) and the next click placed on that."""
+    logits = interaction(embedding, boxes, None, None, None)
+    shown = (logits[:, 0] > 0).numpy()
+    rows, history = [[] for _ in truth], [[dice(p, t) for p, t in zip(shown, truth)]]
+    for _ in range(clicks):
+        for row, prediction, region in zip(rows, shown, truth):
+            row.append(corrective_click(prediction, region, row))
+        logits = interaction(embedding, boxes, *click_tensors(rows), logits)
+        proposed = (logits[:, 0] > 0).numpy()
+        shown = np.stack([local_update(before, answer, *row[-1]) for before, answer, row in zip(shown, proposed, rows)]) if local else proposed
+        history.append([dice(p, t) for p, t in zip(shown, truth)])
+    return np.array(history).T
+
+
 @torch.no_grad()
 def evaluate(interaction: Interaction, embeddings: Embeddings, cache: TeacherCache, objects: np.ndarray,
              clicks: int, seed: int) -> dict[str, list[float]]:
-    """Mean Dice after the box and after each click (the benchmark's protocol), and after a distorted prior."""
+    """Mean Dice after the box and after each click (the benchmark's protocol: the decoder's whole answer, and
+    each answer kept near its click as the runtime does), and after a distorted prior."""
     rng = np.random.default_rng(seed)
-    curve, prior = [], []
+    curves: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    prior = []
     for start in range(0, len(objects), 16):
         chunk = objects[start:start + 16]
         embedding, truth = embeddings(chunk[:, 0]), _truth(cache, chunk)
         boxes = torch.from_numpy(np.stack([region_prompts(r, r.shape, rng, max_jitter=0)[0] for r in truth]))
-        logits = interaction(embedding, boxes, None, None, None)
-        rows, history = [[] for _ in truth], []
-        for round_number in range(clicks + 1):
-            predicted = (logits[:, 0] > 0).numpy()
-            history.append([dice(p, t) for p, t in zip(predicted, truth)])
-            if round_number == clicks:
-                break
-            for row, prediction, region in zip(rows, predicted, truth):
-                row.append(corrective_click(prediction, region, row))
-            logits = interaction(embedding, boxes, *click_tensors(rows), logits)
-        curve.append(np.array(history).T)
+        for local, curve in curves.items():
+            curve.append(click_protocol(interaction, embedding, boxes, truth, clicks, local))
         distorted = torch.from_numpy(np.stack([distorted_logits(r, rng) for r in truth]))[:, None]
         predicted = (interaction(embedding, boxes, None, None, distorted)[:, 0] > 0).numpy()
         prior += [dice(p, t) for p, t in zip(predicted, truth)]
-    table = np.concatenate(curve)
-    return {"dsc_per_click": [round(float(v), 4) for v in table.mean(axis=0)],
+    means = {local: [round(float(v), 4) for v in np.concatenate(curve).mean(axis=0)] for local, curve in curves.items()}
+    return {"dsc_per_click": means[False], "dsc_per_click_local": means[True],
             "box_plus_prior": round(float(np.mean(prior)), 4), "objects": int(len(objects))}
 
 

@@ -30,6 +30,8 @@ def test_training_resumes_and_logs_the_click_curve(run):
     assert [line["step"] for line in lines] == [0, 1, 2, 3]
     curve = lines[0]["validation"]["dsc_per_click"]
     assert len(curve) == 3 and all(0 <= v <= 1 for v in curve)
+    local = lines[0]["validation"]["dsc_per_click_local"]  # the runtime's way: each answer kept near its click
+    assert len(local) == 3 and local[0] == curve[0]  # same box, same first answer
 
 
 def test_only_the_click_and_mask_input_path_changes(run, teacher):
