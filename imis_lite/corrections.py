@@ -7,7 +7,7 @@ largest error, CVPR 2025 protocol) the plain answer lost part of its gain with e
 (+0.047 DSC after 1 click, +0.022 after 5; 73 objects ended worse than the box alone). Like FocalClick's
 progressive merge (Chen et al., CVPR 2022), a click here takes the decoder's answer only inside a disc
 around itself, whose radius follows the distance from the click to the previous mask's edge (what the user
-is correcting), and keeps the previous mask elsewhere: +0.049 after 5 clicks, 18 objects worse. On 96 held-out
+is correcting), and keeps the previous mask elsewhere: +0.048 after 5 clicks, 18 objects worse. On 96 held-out
 corpus objects (``train_interactive``'s validation) 5 clicks end at 0.852 instead of 0.846, and REACH 1-3 /
 SLACK 2-8 all land within 0.004 of each other.
 """
