@@ -56,7 +56,8 @@ def score_2d(segmenter, name: str, modality: str, image, truth, clicks: int, jit
         target = truth == label
         box = jittered(box, jitter, truth.shape, rng)
         correction = Correction(segmenter, box)
-        result = ObjectScore(name, modality, label, 2, dice(correction.mask, target), nsd(correction.mask, target, (1.0, 1.0)))
+        mask = correction.mask
+        result = ObjectScore(name, modality, label, 2, dice(mask, target), nsd(mask, target, (1.0, 1.0)))
         for _ in range(clicks):
             click = next_click(correction.mask, target)
             if click is not None:

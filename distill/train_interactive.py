@@ -208,7 +208,10 @@ def click_protocol(interaction: Interaction, embedding: torch.Tensor, boxes: tor
             row.append(corrective_click(prediction, region, row))
         logits = interaction(embedding, boxes, *click_tensors(rows), logits)
         proposed = (logits[:, 0] > 0).numpy()
-        shown = np.stack([local_update(before, answer, *row[-1]) for before, answer, row in zip(shown, proposed, rows)]) if local else proposed
+        if local:
+            proposed = np.stack([local_update(before, answer, *row[-1])
+                                 for before, answer, row in zip(shown, proposed, rows)])
+        shown = proposed
         history.append([dice(p, t) for p, t in zip(shown, truth)])
     return np.array(history).T
 

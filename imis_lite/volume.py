@@ -14,16 +14,17 @@ propagated from the corrected slice (propagation never stops before a clicked sl
 Also measured there (README): keeping inside the box lifts 3D DSC by 0.02-0.03; feeding the previous slice's
 logits as mask input (``carry_logits``) lowered it by 0.06 with the prompt-only training, and with the trained
 click output (read for any mask input) moves litemedsam's mean 0.432 -> 0.439 but splits by modality (CT 72
-objects +0.026, MR 23 objects -0.050) and lowers effvit-s's 0.473 -> 0.432 (CT -0.044, MR -0.030), so it
-stays off; stopping on the decoder's predicted IoU (``min_score``) or on slice-to-slice overlap
-(``min_overlap``) only cuts correct slices when the box's z-range is tight. So these three are off by default, kept for experiments and loose z-ranges. Widening the box again
-when a mask touches its edge, choosing among several margins by the decoder's IoU score, or adding a click at
-the previous mask's centre gained little or lost (effvit-s: +0.002 over margin 3; -0.007 and -0.046 against
-margin 6 alone) and were not kept. Guards against leaks measured nothing (effvit-s, 95 objects, 0.4732 each):
-cutting a slice's mask to its prompt box, or to the previous mask grown by the margin when its area more than
-doubles; retrying an empty slice with the previous logits, or going on past it, 0.4727 / 0.4730. Per-slice
-Dice shows why: at an organ's ends the decoder keeps answering a mask of the previous slice's size while the
-organ tapers (2-10x too large) or picks a neighbour of the same size, not a sudden leak.
+objects +0.026, MR 23 objects -0.050) and lowers effvit-s's 0.473 -> 0.432 (CT -0.044, MR -0.030), so it stays
+off; stopping on the decoder's predicted IoU (``min_score``) or on slice-to-slice overlap (``min_overlap``) only
+cuts correct slices when the box's z-range is tight. So these three are off by default, kept for experiments and
+loose z-ranges. Widening the box again when a mask touches its edge, choosing among several margins by the
+decoder's IoU score, or adding a click at the previous mask's centre gained little or lost (effvit-s: +0.002
+over margin 3; -0.007 and -0.046 against margin 6 alone) and were not kept. Guards against leaks measured
+nothing (effvit-s, 95 objects, 0.4732 each): cutting a slice's mask to its prompt box, or to the previous mask
+grown by the margin when its area more than doubles; retrying an empty slice with the previous logits, or going
+on past it, 0.4727 / 0.4730. Per-slice Dice shows why: at an organ's ends the decoder keeps answering a mask of
+the previous slice's size while the organ tapers (2-10x too large) or picks a neighbour of the same size, not a
+sudden leak.
 
 Embeddings stay in the Segmenter's cache, so re-running an object after a click costs only the decoder.
 """
