@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from imis_lite.benchmarks.clicks import next_click
-from imis_lite.corrections import local_update
+from imis_lite.corrections import ignores_click, local_update
 from imis_lite.metrics import dice
 
 from .prompt_sampling import region_prompts
@@ -199,7 +199,8 @@ def _truth(cache: TeacherCache, objects: np.ndarray) -> np.ndarray:
 def click_protocol(interaction: Interaction, embedding: torch.Tensor, boxes: torch.Tensor, truth: np.ndarray,
                    clicks: int, local: bool) -> np.ndarray:
     """(objects, clicks + 1) Dice after the box and after each click; ``local``: each answer kept near its
-    click (``imis_lite.corrections.local_update``, as the runtime shows it) and the next click placed on that."""
+    click and asked once more when it ignores the click (``imis_lite.corrections``, as the runtime shows it),
+    the next click placed on that."""
     logits = interaction(embedding, boxes, None, None, None)
     shown = (logits[:, 0] > 0).numpy()
     rows, history = [[] for _ in truth], [[dice(p, t) for p, t in zip(shown, truth)]]
@@ -209,6 +210,11 @@ def click_protocol(interaction: Interaction, embedding: torch.Tensor, boxes: tor
         logits = interaction(embedding, boxes, *click_tensors(rows), logits)
         proposed = (logits[:, 0] > 0).numpy()
         if local:
+            ignored = torch.tensor([ignores_click(answer, *row[-1]) for answer, row in zip(proposed, rows)])
+            if ignored.any():  # as the runtime: once more from its own answer
+                again = interaction(embedding, boxes, *click_tensors(rows), logits)
+                logits = torch.where(ignored[:, None, None, None], again, logits)
+                proposed = (logits[:, 0] > 0).numpy()
             proposed = np.stack([local_update(before, answer, *row[-1])
                                  for before, answer, row in zip(shown, proposed, rows)])
         shown = proposed

@@ -24,11 +24,21 @@ from .predictor import Segmenter
 REACH, SLACK = 2.0, 4.0
 
 
-def local_update(previous: np.ndarray, proposed: np.ndarray, x: float, y: float, foreground: bool) -> np.ndarray:
-    """``proposed`` inside a disc around the click (x = column, y = row, pixels), ``previous`` outside.
+def ignores_click(proposed: np.ndarray, x: float, y: float, foreground: bool) -> bool:
+    """Whether the answer leaves the clicked pixel (x = column, y = row) on the side the user said it is not."""
+    height, width = proposed.shape
+    return bool(proposed[int(np.clip(round(y), 0, height - 1)), int(np.clip(round(x), 0, width - 1))] != foreground)
 
-    previous, proposed: (H, W) bool masks of the same image.
+
+def local_update(previous: np.ndarray, proposed: np.ndarray, x: float, y: float, foreground: bool) -> np.ndarray:
+    """The part of the decoder's change that reaches the click: ``proposed`` where it differs from ``previous``
+    in one connected piece with the clicked pixel, inside a disc around the click; ``previous`` elsewhere.
+
+    Nothing changes when the answer ignores the click (``ignores_click``) or the pixel was already right.
+    previous, proposed: (H, W) bool masks of the same image; x = column, y = row, pixels.
     """
+    if ignores_click(proposed, x, y, foreground) or not ignores_click(previous, x, y, foreground):
+        return previous
     height, width = previous.shape
     column, row = int(np.clip(round(x), 0, width - 1)), int(np.clip(round(y), 0, height - 1))
     wrong_side = ~previous if foreground else previous  # where a click of this kind asks for a change
@@ -36,7 +46,8 @@ def local_update(previous: np.ndarray, proposed: np.ndarray, x: float, y: float,
     radius = REACH * float(distance) + SLACK
     rows, columns = np.ogrid[:height, :width]
     disc = (rows - row) ** 2 + (columns - column) ** 2 <= radius * radius
-    return np.where(disc, proposed, previous)
+    _, pieces = cv2.connectedComponents((disc & (proposed != previous)).astype(np.uint8), connectivity=8)
+    return np.where(pieces == pieces[row, column], proposed, previous)
 
 
 class Correction:
@@ -68,6 +79,9 @@ class Correction:
         self.labels.append(int(foreground))
         masks, scores, logits = self.segmenter.predict(
             box=self.box, points=self.points, labels=self.labels, mask_input=self.logits)
+        if self.mask is not None and ignores_click(masks[0], x, y, foreground):  # once more, from its own answer
+            masks, scores, logits = self.segmenter.predict(
+                box=self.box, points=self.points, labels=self.labels, mask_input=logits[0])
         proposed = masks[0]
         self.mask = proposed if self.mask is None else local_update(self.mask, proposed, x, y, foreground)
         self.score, self.logits = float(scores[0]), logits[0]
