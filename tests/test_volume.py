@@ -63,7 +63,9 @@ def test_a_click_on_another_slice_corrects_it_and_what_lies_beyond(phantom_segme
     box = (x.start - 2, y.start - 2, x.stop + 1, y.stop + 1)
     plain = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1)))
     last = z.stop - 1
+    missed = (x.start + 4, y.start + 1)  # a cuboid pixel on its rim that the box alone leaves out
+    assert not plain[last][missed[1], missed[0]]
     clicked = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1),
-                                                      points=[(x.start + 5, y.start + 5, last, 0)]))
+                                                      points=[(*missed, last, 1)]))
     assert all(np.array_equal(plain[k], clicked[k]) for k in range(z.start, last))
-    assert not np.array_equal(plain[last], clicked[last])
+    assert clicked[last][missed[1], missed[0]] and (clicked[last] >= plain[last]).all()
