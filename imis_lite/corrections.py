@@ -32,10 +32,15 @@ from .predictor import Segmenter
 REACH, SLACK = 2.0, 4.0
 
 
+def _pixel(shape: tuple[int, int], x: float, y: float) -> tuple[int, int]:
+    """(row, column) of the pixel a click at x = column, y = row lands on, inside the image."""
+    height, width = shape
+    return int(np.clip(round(y), 0, height - 1)), int(np.clip(round(x), 0, width - 1))
+
+
 def ignores_click(proposed: np.ndarray, x: float, y: float, foreground: bool) -> bool:
     """Whether the answer leaves the clicked pixel (x = column, y = row) on the side the user said it is not."""
-    height, width = proposed.shape
-    return bool(proposed[int(np.clip(round(y), 0, height - 1)), int(np.clip(round(x), 0, width - 1))] != foreground)
+    return bool(proposed[_pixel(proposed.shape, x, y)] != foreground)
 
 
 def local_update(previous: np.ndarray, proposed: np.ndarray, x: float, y: float, foreground: bool) -> np.ndarray:
@@ -48,7 +53,7 @@ def local_update(previous: np.ndarray, proposed: np.ndarray, x: float, y: float,
     if ignores_click(proposed, x, y, foreground) or not ignores_click(previous, x, y, foreground):
         return previous
     height, width = previous.shape
-    column, row = int(np.clip(round(x), 0, width - 1)), int(np.clip(round(y), 0, height - 1))
+    row, column = _pixel(previous.shape, x, y)
     wrong_side = ~previous if foreground else previous  # where a click of this kind asks for a change
     distance = cv2.distanceTransform(wrong_side.astype(np.uint8), cv2.DIST_L2, 3)[row, column]
     radius = REACH * float(distance) + SLACK

@@ -101,7 +101,7 @@ def test_a_prompt_without_box_or_click_is_a_clear_error(liver):
 
 def test_clicks_the_decoder_cannot_carry_out_leave_a_ring_shaped_cell_as_it_was():
     # the truth is the cytoplasm around a nucleus; every protocol click lands in the nucleus, asking for a hole
-    # that LiteMedSAM's decoder does not draw: measured 0.51 each round (the disc alone fell to 0.32)
+    # that LiteMedSAM's decoder does not draw: measured 0.51 each round in OpenVINO (the disc alone fell to 0.32)
     case = load_case("cases_2d/medscribble_wbc_036-axis0-midslice.npz")
     truth = case["gts"] == 1
     segmenter = Segmenter("litemedsam", engine="onnxruntime", threads=2)
