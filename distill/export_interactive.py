@@ -90,30 +90,62 @@ def replace_decoder(run: Path, decoder: Path, box_identical: bool) -> float:
     return float(np.abs(before[:, 0] - after[:, 0]).max())
 
 
+def stages(run: Path) -> list[Path]:
+    """The run folders that made ``run``, first stage first (each ``--init`` names the one before)."""
+    config = json.loads((run / "config.json").read_text())
+    return (stages(Path(config["init"]).parent) if config.get("init") else []) + [run]
+
+
+def _validations(run: Path) -> tuple[list[dict], dict]:
+    """A run's validation records, and its last log line."""
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    return [line["validation"] for line in lines if "validation" in line], lines[-1]
+
+
 def run_record(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
-    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    validated = [line for line in lines if "validation" in line]
+    made_by = stages(run)
+    first, _ = _validations(made_by[0])
+    last, _ = _validations(run)
+    ends = [_validations(stage)[1] for stage in made_by]
     cache_meta = json.loads((Path(config["cache"]) / "meta.json").read_text())
     return {
-        "run": run.name, "steps": lines[-1]["step"], "hours": round(lines[-1].get("elapsed_s", 0) / 3600, 2),
+        "run": run.name, "steps": sum(end["step"] for end in ends),
+        "hours": round(sum(end.get("elapsed_s", 0) for end in ends) / 3600, 2),
+        "stages": [{"run": stage.name, "steps": end["step"], "hours": round(end.get("elapsed_s", 0) / 3600, 2)}
+                   for stage, end in zip(made_by, ends)],
         "hardware": f"{cpu_name()}, {config['threads'] or 'all'} threads",
         "embeddings": f"student {Path(config['student_run']).name}" if config.get("student_run") else "teacher litemedsam",
         "trained": config.get("train", "prompt"), "trained_parameters": config["trained_parameters"],
         "train_objects": config["train_objects"],
         "license_classes": cache_meta["license_classes"],
         "masked_sources": _object_sources(config),
-        "held_out_dsc_per_click_before": validated[0]["validation"]["dsc_per_click"],
-        "held_out_dsc_per_click_after": validated[-1]["validation"]["dsc_per_click"],
-        "held_out_box_plus_prior_before": validated[0]["validation"]["box_plus_prior"],
-        "held_out_box_plus_prior_after": validated[-1]["validation"]["box_plus_prior"],
-        "command": (f"python -m imis_lite.distill.train_interactive --cache {config['cache']} "
-                    f"--max-views {config['cache_views']} --out runs/{run.name}"
-                    + (f" --student-run {config['student_run']}" if config.get("student_run") else "")
-                    + (f" --train {config['train']}" if config.get("train", "prompt") != "prompt" else "")
-                    + (f" --box-weight {config['box_weight']}" if config.get("train") == "decoder" else "")
-                    + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}"),
+        "held_out_dsc_per_click_before": first[0]["dsc_per_click"],
+        "held_out_dsc_per_click_after": last[-1]["dsc_per_click"],
+        "held_out_box_plus_prior_before": first[0]["box_plus_prior"],
+        "held_out_box_plus_prior_after": last[-1]["box_plus_prior"],
+        "held_out_dsc_per_click_local_start": last[0].get("dsc_per_click_local"),
+        "held_out_dsc_per_click_local_after": last[-1].get("dsc_per_click_local"),
+        "command": training_commands(run),
     }
+
+
+def training_commands(run: Path) -> str:
+    """The train_interactive command(s) that made the run, the stage it started from (``--init``) first."""
+    config = json.loads((run / "config.json").read_text())
+    earlier = ""
+    if config.get("init"):
+        earlier = training_commands(Path(config["init"]).parent) + "\n"
+    return earlier + (
+        f"python -m imis_lite.distill.train_interactive --cache {config['cache']} "
+        f"--max-views {config['cache_views']} --out runs/{run.name}"
+        + (f" --student-run {config['student_run']}" if config.get("student_run") else "")
+        + (f" --train {config['train']}" if config.get("train", "prompt") != "prompt" else "")
+        + (f" --box-weight {config['box_weight']}" if config.get("train") == "decoder" else "")
+        + (f" --init runs/{Path(config['init']).parent.name}/last.pt" if config.get("init") else "")
+        + (" --local" if config.get("local") else "")
+        + (f" --reach-weight {config['reach_weight']}" if config.get("reach_weight") else "")
+        + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}")
 
 
 def _object_sources(config: dict) -> list[str]:
@@ -137,6 +169,14 @@ def card_section(record: dict) -> str:
         frozen = "Encoder frozen; box-only logits held to the original decoder's by a squared-drift term"
         box_note = ("Box-only prompts read mask output 0 of the same decoder, whose shared layers moved: their held-out"
                     " DSC is the first number of each curve below; the benchmark measures it on the shared cases.")
+    stages = ""
+    if len(record.get("stages", [])) > 1:
+        stages = " (" + " + ".join(f"{stage['steps']} in {stage['run']}, {stage['hours']} h" for stage in record["stages"]) + ")"
+    local_note = ""
+    if record.get("held_out_dsc_per_click_local_after"):
+        local_note = (f"- each click kept where it reaches (`imis_lite.corrections`, as the runtime shows it), at the start of"
+                      f" run {record['run']}: {record['held_out_dsc_per_click_local_start']}; after:"
+                      f" {record['held_out_dsc_per_click_local_after']}\n")
     return f"""{SECTION}
 {what}
 ({record['trained_parameters']} parameters) were retrained by simulated interaction
@@ -145,13 +185,13 @@ largest error region with the previous low-res logits fed back, plus boxes with 
 mask input (what 3D propagation gives). {frozen}, {record['embeddings']} embeddings from
 the teacher cache. Ground truth: {record['train_objects']} objects of the `../shared/corpus` label maps
 ({', '.join(record['masked_sources'])}; license class {', '.join(record['license_classes'])}); nothing from
-`../shared/data`. {record['steps']} steps of 8 interactions, {record['hours']} h on {record['hardware']}.
+`../shared/data`. {record['steps']} steps of 8 interactions{stages}, {record['hours']} h on {record['hardware']}.
 {box_note}
 
 Held-out corpus objects, DSC after the box and after clicks 1-5:
 - before: {record['held_out_dsc_per_click_before']}
 - after: {record['held_out_dsc_per_click_after']}
-
+{local_note}
 Box + distorted mask as prior: {record['held_out_box_plus_prior_before']} -> {record['held_out_box_plus_prior_after']}.
 
 Reproduce (after the bundle's export):
