@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from imis_lite.benchmarks.clicks import next_click
-from imis_lite.corrections import REACH, SLACK, ignores_click, local_update
+from imis_lite.corrections import click_disc, ignores_click, local_update
 from imis_lite.metrics import dice
 
 from .prompt_sampling import region_prompts
@@ -174,18 +174,8 @@ def ask_again(interaction: Interaction, embedding: torch.Tensor, boxes: torch.Te
 
 def click_reach(shown: np.ndarray, rows: list[list]) -> np.ndarray:
     """(B, H, W) 1.0 inside the disc around each object's last click that the runtime's ``local_update``
-    takes the answer from (radius from the distance of the click to the shown mask's edge), else 0."""
-    height, width = shown.shape[1:]
-    grid_rows, grid_columns = np.ogrid[:height, :width]
-    discs = []
-    for before, row in zip(shown, rows):
-        x, y, foreground = row[-1]
-        r, c = int(np.clip(round(y), 0, height - 1)), int(np.clip(round(x), 0, width - 1))
-        wrong_side = ~before if foreground else before
-        distance = cv2.distanceTransform(wrong_side.astype(np.uint8), cv2.DIST_L2, 3)[r, c]
-        radius = REACH * float(distance) + SLACK
-        discs.append((grid_rows - r) ** 2 + (grid_columns - c) ** 2 <= radius * radius)
-    return np.stack(discs).astype(np.float32)
+    takes the answer from (``corrections.click_disc``), else 0."""
+    return np.stack([click_disc(before, *row[-1]) for before, row in zip(shown, rows)]).astype(np.float32)
 
 
 def click_tensors(rows: list[list]) -> tuple[torch.Tensor, torch.Tensor]:

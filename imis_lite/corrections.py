@@ -52,15 +52,22 @@ def local_update(previous: np.ndarray, proposed: np.ndarray, x: float, y: float,
     """
     if ignores_click(proposed, x, y, foreground) or not ignores_click(previous, x, y, foreground):
         return previous
+    row, column = _pixel(previous.shape, x, y)
+    changed = click_disc(previous, x, y, foreground) & (proposed != previous)
+    _, pieces = cv2.connectedComponents(changed.astype(np.uint8), connectivity=8)
+    return np.where(pieces == pieces[row, column], proposed, previous)
+
+
+def click_disc(previous: np.ndarray, x: float, y: float, foreground: bool) -> np.ndarray:
+    """(H, W) bool: the disc around a click that ``local_update`` may take the decoder's answer from, its radius
+    REACH x (distance from the click to the previous mask's edge) + SLACK pixels."""
     height, width = previous.shape
     row, column = _pixel(previous.shape, x, y)
     wrong_side = ~previous if foreground else previous  # where a click of this kind asks for a change
     distance = cv2.distanceTransform(wrong_side.astype(np.uint8), cv2.DIST_L2, 3)[row, column]
     radius = REACH * float(distance) + SLACK
     rows, columns = np.ogrid[:height, :width]
-    disc = (rows - row) ** 2 + (columns - column) ** 2 <= radius * radius
-    _, pieces = cv2.connectedComponents((disc & (proposed != previous)).astype(np.uint8), connectivity=8)
-    return np.where(pieces == pieces[row, column], proposed, previous)
+    return (rows - row) ** 2 + (columns - column) ** 2 <= radius * radius
 
 
 class Correction:
