@@ -105,9 +105,8 @@ def _validations(run: Path) -> tuple[list[dict], dict]:
 def run_record(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     made_by = stages(run)
-    first, _ = _validations(made_by[0])
-    last, _ = _validations(run)
-    ends = [_validations(stage)[1] for stage in made_by]
+    logs = [_validations(stage) for stage in made_by]
+    first, last, ends = logs[0][0], logs[-1][0], [end for _, end in logs]
     cache_meta = json.loads((Path(config["cache"]) / "meta.json").read_text())
     return {
         "run": run.name, "steps": sum(end["step"] for end in ends),
@@ -131,12 +130,13 @@ def run_record(run: Path) -> dict:
 
 
 def training_commands(run: Path) -> str:
-    """The train_interactive command(s) that made the run, the stage it started from (``--init``) first."""
+    """The train_interactive command of each stage that made the run, the first stage first."""
+    return "\n".join(_training_command(stage) for stage in stages(run))
+
+
+def _training_command(run: Path) -> str:
     config = json.loads((run / "config.json").read_text())
-    earlier = ""
-    if config.get("init"):
-        earlier = training_commands(Path(config["init"]).parent) + "\n"
-    return earlier + (
+    return (
         f"python -m imis_lite.distill.train_interactive --cache {config['cache']} "
         f"--max-views {config['cache_views']} --out runs/{run.name}"
         + (f" --student-run {config['student_run']}" if config.get("student_run") else "")

@@ -24,7 +24,7 @@ nothing (effvit-s, 95 objects, 0.4732 each): cutting a slice's mask to its promp
 grown by the margin when its area more than doubles; retrying an empty slice with the previous logits, or going
 on past it, 0.4727 / 0.4730. Per-slice Dice shows why: at an organ's ends the decoder keeps answering a mask of
 the previous slice's size while the organ tapers (2-10x too large) or picks a neighbour of the same size, not a
-sudden leak. Shrinking each next box as an ellipsoid filling the user's z-range would (half-axis = half the
+sudden leak. Shrinking each next box as an ellipsoid filling the user's z-range (half-axis = half the
 z-range + 0.5 or 1.5 slices) lowered effvit-s's mean to 0.469 (MR most: 0.468 -> 0.459), so the taper is not that
 regular.
 
