@@ -57,11 +57,13 @@ def _train_command(config: dict) -> str:
     extra = "".join(f" --extra-cache runs/{Path(folder).name}" for folder in config.get("extra_cache", []))
     max_views = f" --max-views {config['max_views']}" if config.get("max_views") else ""
     init = f" --init runs/{Path(config['init']).parent.name}/student.pt" if config.get("init") else ""
+    init += f" --train {config['train']}" if config.get("train", "all") != "all" else ""
     return (f"python -m imis_lite.distill.train --cache runs/{Path(config['cache']).name}{extra}{max_views}{init} "
             f"--out runs/{Path(config['out']).name} --student {config['student']} --steps {config['steps']} "
             f"--batch {config['batch']} --lr {config['lr']} --warmup {config['warmup']} "
             f"--prompt-weight {config['prompt_weight']} --prompt-every {config['prompt_every']} "
-            f"--boundary-weight {config.get('boundary_weight', 0.0)} --seed {config['seed']}")
+            f"--boundary-weight {config.get('boundary_weight', 0.0)}" + (" --fresh-prompts" if config.get("fresh_prompts") else "")
+            + f" --seed {config['seed']}")
 
 
 def _stage_text(number: int, run: Path) -> str:
@@ -71,13 +73,17 @@ def _stage_text(number: int, run: Path) -> str:
     return (f"Stage {number} (`runs/{run.name}`"
             + (f", started from stage {number - 1}'s student" if config.get("init") else ", from scratch") + "): "
             f"normalised embedding MSE to the teacher + {config['prompt_weight']} x (box mask + 0.5 x click mask) "
-            f"decoded through the frozen teacher decoder (BCE to the teacher's probabilities"
+            f"decoded through the frozen teacher decoder"
+            + (" for a box and a click drawn anew on each labelled view at every mask term" if config.get("fresh_prompts") else "")
+            + " (BCE to the teacher's probabilities"
             + (f", {boundary}x extra weight on a 5-pixel band at the mask's edge" if boundary else "")
             + f", + soft Dice), the decoder term every {config['prompt_every']} steps. AdamW, lr {config['lr']} "
             f"(cosine, {config['warmup']} warm-up steps), batch {config['batch']}, {summary['steps']} steps, seed "
             f"{config['seed']}, {summary['views']} training views; {summary['hours']} h on {config['device']} "
-            f"({cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}). "
-            f"Held-out corpus views at its end: "
+            f"({config.get('cpu') or cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}). "
+            + ("Only the refiner was trained; every other weight (and batch-norm statistic) stayed stage "
+               f"{number - 1}'s. " if config.get("train") == "refiner" else "")
+            + "Held-out corpus views at its end: "
             f"{json.dumps(summary['validation'])}.")
 
 

@@ -16,6 +16,11 @@ def _random_region(valid_shape: tuple[int, int], rng: np.random.Generator) -> np
     return np.array([x0, y0, x0 + box_w, y0 + box_h], np.float32)
 
 
+def sample_labels(mask: np.ndarray) -> list[int]:
+    """The labels of a label map large enough to prompt (9 pixels or more)."""
+    return [int(label) for label in np.unique(mask) if label and (mask == label).sum() >= 9]
+
+
 def sample_prompts(mask: np.ndarray, valid_shape: tuple[int, int], rng: np.random.Generator,
                    max_jitter: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """(box x0 y0 x1 y1, point x y) in model-input pixels.
@@ -23,7 +28,7 @@ def sample_prompts(mask: np.ndarray, valid_shape: tuple[int, int], rng: np.rando
     The box is an object's bounding box with a few pixels of jitter (users draw loosely); the click lies
     inside the same object, drawn with probability rising towards its interior, as users click.
     """
-    labels = [label for label in np.unique(mask) if label and (mask == label).sum() >= 9]
+    labels = sample_labels(mask)
     if not labels:
         box = _random_region(valid_shape, rng)
         return box, np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)

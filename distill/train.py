@@ -10,6 +10,10 @@ trained on: each epoch samples from the views complete at its start.
 
 Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
 binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask.
+``--fresh-prompts`` draws those prompts anew on each labelled view's label map at every mask term (the teacher's
+frozen decoder answers them from its cached embedding) instead of reusing the one prompt the cache holds per view.
+A second stage starts from ``--init``; ``--train refiner`` then trains only the refiner a student like
+``effvit-s-hr`` adds to the first stage's architecture, measuring what that capacity alone brings.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .model_card import cpu_name
 from .student import STUDENTS, build_student, count_gflops, count_parameters
+from .prompt_sampling import sample_labels, sample_prompts
 from .teacher_cache import TeacherCache
 from .teachers import decode_prompts, load_teacher
 
@@ -135,6 +141,53 @@ class Objective(torch.nn.Module):
         return terms
 
 
+@torch.no_grad()
+def fresh_prompts(objective: Objective, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> None:
+    """A new box and click on a random object of each labelled view, answered by the teacher's frozen decoder
+    from its cached embedding: the cache holds one prompt per view, so without this the mask term sees the
+    same few thousand prompts again and again. Views without a label map keep their cached prompt."""
+    masks = batch["masks"].cpu().numpy()
+    labelled = [i for i, mask in enumerate(masks) if sample_labels(mask)]
+    if not labelled:
+        return
+    prompts = [sample_prompts(masks[i], masks[i].shape, rng) for i in labelled]
+    index = torch.tensor(labelled, device=batch["boxes"].device)
+    batch["boxes"][index] = torch.from_numpy(np.stack([box for box, _ in prompts])).to(batch["boxes"].device)
+    batch["points"][index] = torch.from_numpy(np.stack([point for _, point in prompts])).to(batch["points"].device)
+    batch["teacher_logits"][index] = decode_prompts(objective.prompt_encoder, objective.mask_decoder,
+                                                    batch["embeddings"][index], batch["boxes"][index],
+                                                    batch["points"][index]).float()
+
+
+def load_init(student: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """A first stage's weights; a student that adds a refiner to that architecture keeps its zero-started one."""
+    mine = student.state_dict()
+    foreign = [key for key, value in state.items() if key not in mine or mine[key].shape != value.shape]
+    foreign += [key for key in mine if key not in state and not key.startswith("refiner.")]
+    if foreign:
+        raise SystemExit(f"--init does not fit this student ({len(foreign)} weights differ, e.g. {foreign[0]}): "
+                         "start from a run of the same architecture")
+    student.load_state_dict(state, strict=False)
+
+
+def select_trained(student: torch.nn.Module, part: str) -> list[torch.nn.Parameter]:
+    """The parameters ``--train`` names; the rest are frozen (``refiner``: everything but the refiner)."""
+    if part == "refiner" and getattr(student, "refiner", None) is None:
+        raise SystemExit("--train refiner needs a student with a refiner (e.g. effvit-s-hr)")
+    for name, parameter in student.named_parameters():
+        parameter.requires_grad_(part == "all" or name.startswith("refiner."))
+    return [parameter for parameter in student.parameters() if parameter.requires_grad]
+
+
+def set_training_mode(student: torch.nn.Module, part: str) -> None:
+    """Training mode for what is trained; frozen parts keep their batch-norm statistics."""
+    student.train()
+    if part == "refiner":
+        for name, module in student.named_children():
+            if name != "refiner":
+                module.eval()
+
+
 def learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to zero at ``steps``."""
     if step < warmup:
@@ -168,7 +221,8 @@ def train(args: argparse.Namespace) -> Path:
     student = build_student(args.student, out_channels=channels).to(device)
     objective = Objective(teacher, embedding_scale=args.embedding_scale, prompt_weight=args.prompt_weight,
                           boundary_weight=args.boundary_weight).to(device)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    trained = select_trained(student, args.train)
+    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
     if checkpoint.is_file():
@@ -179,7 +233,7 @@ def train(args: argparse.Namespace) -> Path:
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed at step %d", step)
     elif args.init:
-        student.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
+        load_init(student, torch.load(args.init, map_location=device, weights_only=True))
         log.info("started from %s", args.init)
     model = student
     if world > 1:
@@ -189,7 +243,7 @@ def train(args: argparse.Namespace) -> Path:
     config = {**vars(args), "cache": str(args.cache), "extra_cache": [str(c) for c in args.extra_cache],
               "init": str(args.init) if args.init else None, "out": str(out), "world_size": world, "device": str(device),
               "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
-              "out_channels": channels, "params": count_parameters(student),
+              "out_channels": channels, "params": count_parameters(student), "cpu": cpu_name(),
               "gflops": count_gflops(build_student(args.student, out_channels=channels))}
     if rank == 0:
         (out / "config.json").write_text(json.dumps(config, indent=1))
@@ -202,13 +256,16 @@ def train(args: argparse.Namespace) -> Path:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         picked = train_items[rng.choice(len(train_items), size=args.batch, replace=len(train_items) < args.batch)]
         batch = caches.batch(picked, device)
-        model.train()
+        set_training_mode(student, args.train)
         with autocast:
             embedding = model(batch["images"])
-        terms = objective(embedding, batch, with_prompts=step % args.prompt_every == 0)
+        with_prompts = step % args.prompt_every == 0
+        if with_prompts and args.fresh_prompts and objective.mask_decoder is not None:
+            fresh_prompts(objective, batch, rng)
+        terms = objective(embedding, batch, with_prompts=with_prompts)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
         if rank == 0 and (step % args.log_every == 0 or step == args.steps):
@@ -265,6 +322,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-views", type=int, help="use at most the first N views of each cache (a cache stopped early)")
     parser.add_argument("--init", type=Path, help="student.pt to start from (a second stage); ignored when resuming")
     parser.add_argument("--student", choices=sorted(STUDENTS), default="effvit-s")
+    parser.add_argument("--train", choices=("all", "refiner"), default="all",
+                        help="refiner: train only a refiner added to an --init student (what extra capacity adds)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -273,6 +332,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-weight", type=float, default=0.2)
     parser.add_argument("--boundary-weight", type=float, default=0.0,
                         help="extra BCE weight on a 5-pixel band around the teacher mask's edge (0 = uniform)")
+    parser.add_argument("--fresh-prompts", action="store_true",
+                        help="a new box and click per labelled view at every mask term, answered by the teacher's decoder")
     parser.add_argument("--prompt-every", type=int, default=4, help="apply the decoder loss every N steps (CPU economy)")
     parser.add_argument("--embedding-scale", type=float, default=0.0115, help="teacher embedding variance (normalises MSE)")
     parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image")

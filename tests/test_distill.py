@@ -206,6 +206,57 @@ def test_a_second_stage_pools_an_extra_cache_and_starts_from_the_first_stages_st
     assert "--extra-cache runs/extra --init runs/first/student.pt --out runs/second" in _train_command(config)
 
 
+def test_a_student_with_a_refiner_starts_as_the_student_without_one():
+    from imis_lite.distill.train import load_init
+
+    base, refined = build_student("effvit-s").eval(), build_student("effvit-s-hr").eval()
+    load_init(refined, base.state_dict())
+    image = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        assert torch.equal(refined(image), base(image))  # the refiner's last convolution starts at zero
+    with pytest.raises(SystemExit, match="does not fit"):
+        load_init(refined, build_student("effvit-m").state_dict())
+
+
+def test_training_the_refiner_alone_leaves_the_first_stage_untouched(tiny_cache, tmp_path):
+    from imis_lite.distill import train
+    from imis_lite.distill.model_card import _train_command
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--cache", str(tiny_cache.folder), "--batch", "2", "--log-every", "1", "--validation-every", "3"]
+    assert train.main([*common, "--out", str(first), "--steps", "1"]) == 0
+    assert train.main([*common, "--out", str(second), "--steps", "3", "--student", "effvit-s-hr", "--warmup", "1",
+                       "--init", str(first / "student.pt"), "--train", "refiner"]) == 0
+    before, after = torch.load(first / "student.pt"), torch.load(second / "student.pt")
+    assert all(torch.equal(before[name], after[name]) for name in before)  # weights and batch-norm statistics
+    assert after["refiner.output.weight"].abs().sum() > 0  # the refiner left zero
+    config = json.loads((second / "config.json").read_text())
+    assert "--init runs/first/student.pt --train refiner --out runs/second --student effvit-s-hr" in _train_command(config)
+    with pytest.raises(SystemExit, match="needs a student with a refiner"):
+        train.main([*common, "--out", str(tmp_path / "third"), "--steps", "1", "--train", "refiner"])
+
+
+def test_fresh_prompts_land_on_a_labelled_object_and_carry_the_teachers_answer_to_them():
+    from imis_lite.distill.teachers import decode_prompts, load_teacher
+    from imis_lite.distill.train import Objective, fresh_prompts
+
+    objective = Objective(load_teacher("litemedsam", onnx_encoder=None), embedding_scale=0.0115, prompt_weight=1.0)
+    masks = torch.zeros(2, 256, 256, dtype=torch.uint8)
+    masks[0, 100:140, 60:90] = 3  # view 0: one object; view 1: no label map
+    cached = {"boxes": torch.tensor([[0.0, 0, 50, 50], [10, 10, 200, 200]]), "points": torch.tensor([[5.0, 5], [50, 50]])}
+    batch = {"masks": masks, "embeddings": torch.randn(2, 256, 64, 64) * 0.1,
+             "teacher_logits": torch.zeros(2, 2, 256, 256), **{k: v.clone() for k, v in cached.items()}}
+    fresh_prompts(objective, batch, np.random.default_rng(0))
+    box, (x, y) = batch["boxes"][0].numpy(), batch["points"][0].numpy().astype(int)
+    assert np.all(np.abs(box - [60, 100, 89, 139]) <= 4)  # the object's box, a few pixels of jitter
+    assert masks[0, y, x] == 3
+    with torch.no_grad():
+        expected = decode_prompts(objective.prompt_encoder, objective.mask_decoder, batch["embeddings"][:1],
+                                  batch["boxes"][:1], batch["points"][:1])
+    assert torch.allclose(batch["teacher_logits"][:1], expected)
+    assert torch.equal(batch["boxes"][1], cached["boxes"][1]) and not batch["teacher_logits"][1].any()
+
+
 def test_a_users_folder_of_nifti_dicom_png_and_npz_becomes_training_slices(tmp_path):
     import cv2
     from imis_lite.distill.corpus import DEFAULT_CORPUS
