@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from .model_card import cpu_name
+from .prompt_sampling import region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
-from .prompt_sampling import sample_labels, sample_prompts
 from .teacher_cache import TeacherCache
 from .teachers import decode_prompts, load_teacher
 
@@ -147,10 +147,11 @@ def fresh_prompts(objective: Objective, batch: dict[str, torch.Tensor], rng: np.
     from its cached embedding: the cache holds one prompt per view, so without this the mask term sees the
     same few thousand prompts again and again. Views without a label map keep their cached prompt."""
     masks = batch["masks"].cpu().numpy()
-    labelled = [i for i, mask in enumerate(masks) if sample_labels(mask)]
-    if not labelled:
+    labels = {i: found for i, mask in enumerate(masks) if (found := sample_labels(mask))}
+    if not labels:
         return
-    prompts = [sample_prompts(masks[i], masks[i].shape, rng) for i in labelled]
+    labelled = list(labels)
+    prompts = [region_prompts(masks[i] == rng.choice(labels[i]), masks[i].shape, rng) for i in labelled]
     index = torch.tensor(labelled, device=batch["boxes"].device)
     batch["boxes"][index] = torch.from_numpy(np.stack([box for box, _ in prompts])).to(batch["boxes"].device)
     batch["points"][index] = torch.from_numpy(np.stack([point for _, point in prompts])).to(batch["points"].device)
