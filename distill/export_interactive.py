@@ -2,14 +2,14 @@
 and, for a ``--train click-head`` or ``--train decoder`` run, the decoder with its trained click output.
 
     python -m imis_lite.distill.export_interactive --run runs/interactive-litemedsam \\
-        --bundle weights/litemedsam --bundle weights/effvit-s
+        --bundle weights/litemedsam --bundle weights/effvit-s-hr
 
 Run after the bundle's own export (``export_litemedsam`` / ``export_student``), which writes LiteMedSAM's
 prompt encoder as it was. The box path (Fourier matrix, box-corner embeddings, no-mask embedding) is checked
 to be unchanged before anything is written, so box-only answers stay the bundle's own; a re-exported decoder
-of a click-head run must give mask output 0 bit-identical to the file it replaces (a decoder run moves it by
-design: its largest logit change is recorded), and every bundle sharing that file gets its new sha256 and
-``click_channel`` in its manifest.
+of a click-head run must give mask output 0 bit-identical to LiteMedSAM's own decoder exported the same way
+(a decoder run moves it by design: its largest logit change is recorded), and every bundle sharing that file
+gets its new sha256 and ``click_channel`` in its manifest.
 """
 
 from __future__ import annotations
@@ -70,18 +70,24 @@ def _decoder_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def replace_decoder(run: Path, decoder: Path, box_identical: bool) -> float:
-    """Write the run's decoder over ``decoder``; with ``box_identical``, only if mask output 0 (the box answer)
-    is unchanged bit for bit. Returns the largest change of mask output 0 on random inputs."""
-    from .onnx_wrappers import DecoderForExport, export_decoder
+    """Write the run's decoder over ``decoder``; with ``box_identical``, only if its mask output 0 (the box
+    answer) is bit for bit LiteMedSAM's own decoder's, exported the same way. Returns the largest change of
+    mask output 0 on random inputs against LiteMedSAM's."""
+    import tempfile
 
-    net = trained_net(run)
-    staging = decoder.with_suffix(".tmp.onnx")
-    export_decoder(DecoderForExport(net.mask_decoder, net.prompt_encoder.get_dense_pe()), (256, 64, 64), str(staging))
+    from .onnx_wrappers import export_decoder, sam_decoder_for_export
+
     rng = np.random.default_rng(0)
     feeds = {"image_embeddings": rng.normal(0, 0.1, (1, 256, 64, 64)).astype(np.float32),
              "sparse_prompt": rng.normal(0, 1, (2, 3, 256)).astype(np.float32),
              "dense_prompt": rng.normal(0, 0.1, (2, 256, 64, 64)).astype(np.float32)}
-    before, after = _decoder_outputs(decoder, feeds), _decoder_outputs(staging, feeds)
+    staging = decoder.with_suffix(".tmp.onnx")
+    with tempfile.TemporaryDirectory() as folder:
+        outputs = []
+        for net, path in ((load_litemedsam(), Path(folder) / "teacher.onnx"), (trained_net(run), staging)):
+            export_decoder(sam_decoder_for_export(net), (256, 64, 64), str(path))
+            outputs.append(_decoder_outputs(path, feeds))
+    before, after = outputs
     if box_identical and not np.array_equal(before[:, 0], after[:, 0]):
         staging.unlink()
         raise SystemExit(f"{run}: the re-exported decoder changes mask output 0; box answers would move")

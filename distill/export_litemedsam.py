@@ -25,7 +25,7 @@ from imis_lite.preprocess import encoder_input
 
 from .bundle_writer import export_main, install_bundle, prompt_encoder_arrays, write_manifest
 from .corpus import calibration_and_validation
-from .onnx_wrappers import DecoderForExport, export_decoder, export_encoder
+from .onnx_wrappers import export_decoder, export_encoder, sam_decoder_for_export
 from .parity import check_bundle
 from .quantize import CONVOLUTIONS, float_matmuls, onnxruntime_int8, openvino_int8_fewest_float
 from .teachers import litemedsam_checkpoint, load_litemedsam
@@ -58,7 +58,7 @@ def build(out: Path, corpus: Path, calibration_count: int, validation_count: int
         (staging / "openvino").mkdir(parents=True)
         log.info("exporting ONNX")
         export_encoder(net.image_encoder, 256, str(staging / "encoder.onnx"))
-        export_decoder(DecoderForExport(net.mask_decoder, net.prompt_encoder.get_dense_pe()), (256, 64, 64),
+        export_decoder(sam_decoder_for_export(net), (256, 64, 64),
                        str(staging / "decoder.onnx"))
         np.savez(staging / "prompt_encoder.npz", **prompt_encoder_arrays(net.prompt_encoder))
         log.info("converting to OpenVINO IR")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -10,17 +12,31 @@ DECODER_OUTPUTS = ("low_res_logits", "iou_scores")
 
 
 class DecoderForExport(nn.Module):
-    """SAM's ``MaskDecoder.predict_masks`` with the image positional encoding folded in as a constant.
+    """SAM's ``MaskDecoder.predict_masks`` with the image positional encoding computed in the graph.
 
     Inputs: image_embeddings (1, C, h, w); sparse_prompt (B, N, C) prompt tokens; dense_prompt (B, C, h, w).
     Outputs: low_res_logits (B, 4, 4h, 4w) for all mask tokens (index 0 is the single-mask answer, 1..3
     the multimask ones) and iou_scores (B, 4). Returning every token keeps the choice in NumPy.
+    The positional encoding is SAM's ``PositionEmbeddingRandom`` over the embedding grid, built from the
+    (2, C/2) Fourier matrix: stored as the (C, h, w) result it would be 4.2 MB of the file.
     """
 
-    def __init__(self, mask_decoder: nn.Module, image_pe: torch.Tensor) -> None:
+    def __init__(self, mask_decoder: nn.Module, pe_gaussian: torch.Tensor) -> None:
         super().__init__()
         self.decoder = mask_decoder
-        self.register_buffer("image_pe", image_pe.detach().clone())
+        self.register_buffer("pe_gaussian", pe_gaussian.detach().clone())
+
+    def image_positional_encoding(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """(1, C, h, w) encoding of the embedding grid's cell centres, as ``PromptEncoder.get_dense_pe``.
+
+        The grid comes from the input's shape (``ones_like``), so the exporter keeps it as a few graph nodes
+        instead of folding it into a constant."""
+        grid = torch.ones_like(image_embeddings[0, 0])
+        height, width = grid.shape
+        y = (grid.cumsum(dim=0) - 0.5) / height
+        x = (grid.cumsum(dim=1) - 0.5) / width
+        coords = 2 * math.pi * ((2 * torch.stack([x, y], dim=-1) - 1) @ self.pe_gaussian)
+        return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1).permute(2, 0, 1).unsqueeze(0)
 
     def forward(
         self, image_embeddings: torch.Tensor, sparse_prompt: torch.Tensor, dense_prompt: torch.Tensor
@@ -31,7 +47,7 @@ class DecoderForExport(nn.Module):
         output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt], dim=1)
         src = image_embeddings.expand(batch, -1, -1, -1) + dense_prompt
-        pos_src = self.image_pe.expand(batch, -1, -1, -1)
+        pos_src = self.image_positional_encoding(image_embeddings).expand(batch, -1, -1, -1)
         hs, src = dec.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + dec.num_mask_tokens, :]
@@ -45,6 +61,11 @@ class DecoderForExport(nn.Module):
             batch, -1, up_height, up_width
         )
         return masks, dec.iou_prediction_head(iou_token_out)
+
+
+def sam_decoder_for_export(net: nn.Module) -> DecoderForExport:
+    """The export wrapper around a SAM-style model's mask decoder, with its prompt encoder's Fourier matrix."""
+    return DecoderForExport(net.mask_decoder, net.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix)
 
 
 def export_encoder(encoder: nn.Module, input_size: int, path: str, opset: int = 17) -> None:

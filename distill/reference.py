@@ -114,12 +114,12 @@ def load_exported_decoder(net, decoder_onnx: Path) -> None:
 
     import torch
 
-    from .onnx_wrappers import DecoderForExport, export_decoder
+    from .onnx_wrappers import export_decoder, sam_decoder_for_export
 
     parameters = {name: value for name, value in net.mask_decoder.named_parameters()}
     with tempfile.TemporaryDirectory() as folder:
         mine = Path(folder) / "decoder.onnx"
-        export_decoder(DecoderForExport(net.mask_decoder, net.prompt_encoder.get_dense_pe()), (256, 64, 64), str(mine))
+        export_decoder(sam_decoder_for_export(net), (256, 64, 64), str(mine))
         own = _stored_tensors(mine)
     theirs = _stored_tensors(decoder_onnx)
     if own.keys() != theirs.keys():

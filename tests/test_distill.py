@@ -298,3 +298,25 @@ def test_a_users_folder_of_nifti_dicom_png_and_npz_becomes_training_slices(tmp_p
     assert cache.meta["license_classes"] == ["user"] and cache.complete == 3
     assert all(key.startswith("user/scans/") for key, _ in cache.meta["items"])
     assert np.abs(cache["embeddings"][:3].astype(np.float32)).sum() > 0
+
+
+def test_exported_decoder_computes_the_positional_encoding_instead_of_storing_it(teacher, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from imis_lite.distill.onnx_wrappers import export_decoder, sam_decoder_for_export
+
+    wrapper = sam_decoder_for_export(teacher).eval()
+    embedding = torch.randn(1, 256, 64, 64) * 0.1
+    with torch.no_grad():
+        assert torch.equal(wrapper.image_positional_encoding(embedding), teacher.prompt_encoder.get_dense_pe())
+    path = tmp_path / "decoder.onnx"
+    export_decoder(wrapper, (256, 64, 64), str(path))
+    largest = max(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+    assert largest < 256 * 64 * 64  # the (1, 256, 64, 64) encoding would be the file's largest tensor, 4.2 MB
+    sparse, dense = torch.randn(2, 3, 256), torch.randn(2, 256, 64, 64) * 0.1
+    with torch.no_grad():
+        expected, _ = teacher.mask_decoder.predict_masks(embedding, teacher.prompt_encoder.get_dense_pe(), sparse, dense)
+    feeds = {"image_embeddings": embedding.numpy(), "sparse_prompt": sparse.numpy(), "dense_prompt": dense.numpy()}
+    logits, _ = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert np.abs(logits - expected.numpy()).max() < 1e-3
