@@ -25,6 +25,11 @@ def cases_2d() -> list[str]:
     return [c["file"] for c in manifest["cases"] if c["ndim"] == 2]
 
 
+def source_of(case: str) -> str:
+    """The data source a 2D case comes from: its file name up to the second underscore (``btcv_ABD``)."""
+    return "_".join(case.split("/")[-1].split("_")[:2])
+
+
 @pytest.fixture(scope="session")
 def teacher():
     from imis_lite.distill.teachers import load_litemedsam

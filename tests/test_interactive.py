@@ -111,13 +111,13 @@ def test_installed_click_head_keeps_box_answers_and_changes_click_answers_in_bot
     from .conftest import load_case
 
     weights = tmp_path / "weights"
-    for name in ("litemedsam", "effvit-s"):
+    for name in ("litemedsam", "effvit-s-hr"):
         shutil.copytree(shipped_weights_dir() / name, weights / name)
     assert export_interactive.main(["--run", str(click_head_run), "--bundle", str(weights / "litemedsam"),
-                                    "--bundle", str(weights / "effvit-s")]) == 0
+                                    "--bundle", str(weights / "effvit-s-hr")]) == 0
     case = load_case("cases_2d/btcv_ABD_001_110.npz")
     box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
-    for name in ("litemedsam", "effvit-s"):
+    for name in ("litemedsam", "effvit-s-hr"):
         manifest = json.loads((weights / name / "manifest.json").read_text())
         assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "click-head"
         shipped, installed = Segmenter(name, threads=2), Segmenter(str(weights / name), threads=2)  # sha256-checked
@@ -209,13 +209,13 @@ def test_installed_decoder_run_answers_clicks_from_its_click_channel_in_both_bun
     from .conftest import load_case
 
     weights = tmp_path / "weights"
-    for name in ("litemedsam", "effvit-s"):
+    for name in ("litemedsam", "effvit-s-hr"):
         shutil.copytree(shipped_weights_dir() / name, weights / name)
     assert export_interactive.main(["--run", str(decoder_run), "--bundle", str(weights / "litemedsam"),
-                                    "--bundle", str(weights / "effvit-s")]) == 0
+                                    "--bundle", str(weights / "effvit-s-hr")]) == 0
     case = load_case("cases_2d/btcv_ABD_001_110.npz")
     box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
-    for name in ("litemedsam", "effvit-s"):
+    for name in ("litemedsam", "effvit-s-hr"):
         manifest = json.loads((weights / name / "manifest.json").read_text())
         assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "decoder"
         assert manifest["interactive"]["box_logit_max_change_random_inputs"] > 0
