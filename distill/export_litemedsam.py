@@ -58,8 +58,7 @@ def build(out: Path, corpus: Path, calibration_count: int, validation_count: int
         (staging / "openvino").mkdir(parents=True)
         log.info("exporting ONNX")
         export_encoder(net.image_encoder, 256, str(staging / "encoder.onnx"))
-        export_decoder(sam_decoder_for_export(net), (256, 64, 64),
-                       str(staging / "decoder.onnx"))
+        export_decoder(sam_decoder_for_export(net), (256, 64, 64), str(staging / "decoder.onnx"))
         np.savez(staging / "prompt_encoder.npz", **prompt_encoder_arrays(net.prompt_encoder))
         log.info("converting to OpenVINO IR")
         work = Path(tmp) / "work"

@@ -21,13 +21,10 @@ VARIANTS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8
 
 def every_third_case_of_each_source() -> list[str]:
     """The 1st, 4th, 7th ... case of each source."""
-    seen: dict[str, int] = {}
-    picked = []
+    by_source: dict[str, list[str]] = {}
     for name in cases_2d():
-        seen[source_of(name)] = seen.get(source_of(name), -1) + 1
-        if seen[source_of(name)] % 3 == 0:
-            picked.append(name)
-    return picked
+        by_source.setdefault(source_of(name), []).append(name)
+    return [name for names in by_source.values() for name in names[::3]]
 
 
 @pytest.fixture(scope="module")
