@@ -57,13 +57,13 @@ def _train_command(config: dict) -> str:
     extra = "".join(f" --extra-cache runs/{Path(folder).name}" for folder in config.get("extra_cache", []))
     max_views = f" --max-views {config['max_views']}" if config.get("max_views") else ""
     init = f" --init runs/{Path(config['init']).parent.name}/student.pt" if config.get("init") else ""
-    init += f" --train {config['train']}" if config.get("train", "all") != "all" else ""
-    return (f"python -m imis_lite.distill.train --cache runs/{Path(config['cache']).name}{extra}{max_views}{init} "
+    part = f" --train {config['train']}" if config.get("train", "all") != "all" else ""
+    fresh = " --fresh-prompts" if config.get("fresh_prompts") else ""
+    return (f"python -m imis_lite.distill.train --cache runs/{Path(config['cache']).name}{extra}{max_views}{init}{part} "
             f"--out runs/{Path(config['out']).name} --student {config['student']} --steps {config['steps']} "
             f"--batch {config['batch']} --lr {config['lr']} --warmup {config['warmup']} "
             f"--prompt-weight {config['prompt_weight']} --prompt-every {config['prompt_every']} "
-            f"--boundary-weight {config.get('boundary_weight', 0.0)}" + (" --fresh-prompts" if config.get("fresh_prompts") else "")
-            + f" --seed {config['seed']}")
+            f"--boundary-weight {config.get('boundary_weight', 0.0)}{fresh} --seed {config['seed']}")
 
 
 def _stage_text(number: int, run: Path) -> str:

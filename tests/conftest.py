@@ -25,9 +25,12 @@ def cases_2d() -> list[str]:
     return [c["file"] for c in manifest["cases"] if c["ndim"] == 2]
 
 
-def source_of(case: str) -> str:
-    """The data source a 2D case comes from: its file name up to the second underscore (``btcv_ABD``)."""
-    return "_".join(case.split("/")[-1].split("_")[:2])
+def cases_2d_by_source() -> dict[str, list[str]]:
+    """The 2D cases of each data source, in manifest order (a source: the file name up to its second underscore)."""
+    by_source: dict[str, list[str]] = {}
+    for name in cases_2d():
+        by_source.setdefault("_".join(name.split("/")[-1].split("_")[:2]), []).append(name)
+    return by_source
 
 
 @pytest.fixture(scope="session")

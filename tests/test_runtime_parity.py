@@ -14,17 +14,14 @@ from imis_lite import Segmenter
 from imis_lite.demo import boxes_from_labels
 from imis_lite.metrics import dice
 
-from .conftest import cases_2d, load_case, source_of
+from .conftest import cases_2d_by_source, load_case
 
 VARIANTS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")]
 
 
 def every_third_case_of_each_source() -> list[str]:
     """The 1st, 4th, 7th ... case of each source."""
-    by_source: dict[str, list[str]] = {}
-    for name in cases_2d():
-        by_source.setdefault(source_of(name), []).append(name)
-    return [name for names in by_source.values() for name in names[::3]]
+    return [name for names in cases_2d_by_source().values() for name in names[::3]]
 
 
 @pytest.fixture(scope="module")

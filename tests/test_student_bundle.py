@@ -15,7 +15,7 @@ from imis_lite.bundle import available_models, load_bundle
 from imis_lite.demo import boxes_from_labels
 from imis_lite.metrics import dice
 
-from .conftest import cases_2d, load_case, source_of
+from .conftest import cases_2d_by_source, load_case
 
 STUDENT = "effvit-s-hr"
 VARIANTS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")]
@@ -26,10 +26,7 @@ FLOOR_INT8_AGREEMENT = 0.90
 
 
 def _one_case_per_source() -> list[str]:
-    picked: dict[str, str] = {}
-    for name in cases_2d():
-        picked.setdefault(source_of(name), name)
-    return sorted(picked.values())
+    return sorted(names[0] for names in cases_2d_by_source().values())
 
 
 @pytest.fixture(scope="module")
