@@ -61,6 +61,7 @@ class Segmenter:
         self._cache: OrderedDict[str, _Embedded] = OrderedDict()
         self._cache_size = cache_size
         self._current: _Embedded | None = None
+        self._image: np.ndarray | None = None
 
     def describe(self) -> str:
         """One line naming model, engine, device and the precision that actually runs."""
@@ -76,14 +77,21 @@ class Segmenter:
         key = _image_key(image)
         if key in self._cache:
             self._cache.move_to_end(key)
-            self._current = self._cache[key]
+            self._current, self._image = self._cache[key], image
             return
         tensor, geometry = encoder_input(image, self.bundle.input_size)
         embedding = self.encoder.run({"image": tensor})["image_embeddings"]
-        self._current = _Embedded(embedding, geometry)
+        self._current, self._image = _Embedded(embedding, geometry), image
         self._cache[key] = self._current
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+    @property
+    def image(self) -> np.ndarray:
+        """The current image as given to ``set_image`` (corrections read its intensities)."""
+        if self._image is None:
+            raise ImageError("no image set: call set_image(image) before predict()")
+        return self._image
 
     @property
     def image_shape(self) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import pytest
 
 from imis_lite import Segmenter
 from imis_lite.benchmarks.clicks import next_click
-from imis_lite.corrections import REACH, SLACK, Correction, correct, local_update
+from imis_lite.corrections import REACH, SLACK, Correction, brush, correct, grey_levels, local_update
 from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.errors import PromptError
 from imis_lite.metrics import dice
@@ -55,6 +55,36 @@ def test_an_answer_that_ignores_the_clicked_pixel_changes_nothing():
     assert np.array_equal(local_update(missed, missed, x=60, y=60, foreground=True), missed)
 
 
+def test_a_refused_foreground_click_strokes_the_pixels_like_it_that_it_reaches():
+    previous = _square()
+    image = np.full(previous.shape, 50, np.uint8)
+    image[previous] = 200
+    missed = _square(rows=slice(38, 43), columns=slice(60, 78))  # as bright as the object, outside the mask
+    image[missed] = 200
+    image[47:49, 66:69] = 200  # alike and inside the disc too, but not connected to the click
+    result = brush(previous, grey_levels(image), x=69, y=40, foreground=True)
+    # 10 pixels from the mask (9.55 in cv2's 3x3 metric): that disc around (69, 40) holds the whole missed band
+    assert np.array_equal(result, previous | missed)
+
+
+def test_a_refused_background_click_in_a_nucleus_leaves_the_ring_around_it():
+    rows, columns = np.ogrid[:120, :120]
+    radius = np.hypot(rows - 60, columns - 60)
+    cell, nucleus = radius <= 50, radius <= 20
+    image = np.where(nucleus, 40, np.where(cell, 120, 230)).astype(np.uint8)
+    image = np.stack([image, image, image], axis=-1)  # RGB, as microscopy comes
+    result = brush(cell, grey_levels(image), x=60, y=60, foreground=False)
+    assert np.array_equal(result, cell & ~nucleus)
+
+
+def test_a_stroke_leaves_a_pixel_already_right_or_unlike_its_neighbours_alone():
+    previous = _square()
+    grey = np.zeros(previous.shape, np.float32)
+    assert np.array_equal(brush(previous, grey, x=40, y=40, foreground=True), previous)  # already inside
+    grey[40, 80] = 1.0  # a lone bright pixel among dark ones
+    assert np.array_equal(brush(previous, grey, x=80, y=40, foreground=True), previous)
+
+
 @pytest.fixture(scope="module")
 def liver():
     with np.load(sample_path(), allow_pickle=False) as case:
@@ -99,19 +129,25 @@ def test_a_prompt_without_box_or_click_is_a_clear_error(liver):
         correct(segmenter, None, [])
 
 
-def test_clicks_the_decoder_cannot_carry_out_leave_a_ring_shaped_cell_as_it_was():
-    # the truth is the cytoplasm around a nucleus; every protocol click lands in the nucleus, asking for a hole
-    # that LiteMedSAM's decoder does not draw: measured 0.51 each round in OpenVINO (the disc alone fell to 0.32)
+def test_a_click_in_a_ring_shaped_cells_nucleus_cuts_the_hole_the_decoder_does_not_draw():
+    # the truth is the cytoplasm around a nucleus; the first protocol click lands in the nucleus, asking for a
+    # hole that LiteMedSAM's decoder does not draw (before the brush every click there changed nothing: 0.51
+    # each round); the brush removes the nucleus-grey pixels it reaches. Measured (ONNX Runtime): 0.510 ->
+    # 0.604 / 0.638 / 0.667
     case = load_case("cases_2d/medscribble_wbc_036-axis0-midslice.npz")
     truth = case["gts"] == 1
     segmenter = Segmenter("litemedsam", engine="onnxruntime", threads=2)
     segmenter.set_image(case["imgs"])
     correction = Correction(segmenter, boxes_from_labels(case["gts"])[1])
-    box_only = dice(correction.mask, truth)
-    for _ in range(3):
-        before = correction.mask.copy()
-        x, y, label = next_click(correction.mask, truth)
-        assert label == 0 and truth[int(y), int(x)] == 0 and before[int(y), int(x)]
-        correction.click(x, y, False)
-        assert np.array_equal(correction.mask, before) or not correction.mask[int(round(y)), int(round(x))]
-        assert dice(correction.mask, truth) >= box_only - 1e-9
+    scores = [dice(correction.mask, truth)]
+    x, y, label = next_click(correction.mask, truth)
+    assert label == 0 and correction.mask[int(y), int(x)]
+    before = correction.mask.copy()
+    correction.click(x, y, False)
+    assert not correction.mask[int(y), int(x)] and not (correction.mask & ~before).any()  # a hole, nothing added
+    scores.append(dice(correction.mask, truth))
+    for _ in range(2):
+        correction.click(*next_click(correction.mask, truth))
+        scores.append(dice(correction.mask, truth))
+    assert all(later >= earlier for earlier, later in zip(scores, scores[1:]))
+    assert scores[0] < 0.55 and scores[-1] > 0.62
