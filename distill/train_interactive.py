@@ -24,9 +24,10 @@ where a user of the runtime would put them; ``--reach-weight`` adds a BCE term i
 round's click, the part of the answer the runtime keeps (on the shared cases the shipped decoder's answer left
 the clicked pixel on the wrong side, even asked twice, for 108 of 182 first clicks and 158 of the fifth, so most
 clicks changed nothing). The runtime now strokes such a click with ``corrections.brush``, which has nothing to
-train and is left out of these simulated rounds: a refused click changes nothing here. ``--init`` starts from an earlier run's ``last.pt`` (a second stage). Such a stage (300
-steps from the shipped click head, README) took more clicks, +0.065 instead of +0.053 after 5, but hurt cell
-rings and MR, which the corpus has no labels for; it is not shipped.
+train and is left out of these simulated rounds: a refused click changes nothing here. ``--init`` starts from
+an earlier run's ``last.pt`` (a second stage). Such a stage (300 steps from the shipped click head, README) took
+more clicks, +0.065 instead of +0.053 after 5, but hurt cell rings and MR, which the corpus has no labels for;
+it is not shipped.
 Ground truth: the corpus label maps held in the teacher cache (../shared/corpus, never ../shared/data).
 Seeded and resumable (``last.pt``), on CPU or CUDA.
 """
