@@ -104,9 +104,9 @@ def brush(previous: np.ndarray, grey: np.ndarray, x: float, y: float, foreground
 
     previous: (H, W) bool; grey: ``grey_levels`` of the image; x = column, y = row, pixels.
     """
-    row, column = _pixel(previous.shape, x, y)
-    if previous[row, column] == foreground:
+    if not ignores_click(previous, x, y, foreground):  # the pixel is already on the side asked
         return previous
+    row, column = _pixel(previous.shape, x, y)
     clicked = np.median(grey[max(row - 1, 0):row + 2, max(column - 1, 0):column + 2])
     radius = max(_edge_distance(previous, x, y, foreground), 1.0)
     alike = _disc(previous.shape, x, y, radius) & (np.abs(grey - clicked) <= BRUSH_TOLERANCE)

@@ -89,8 +89,7 @@ class Segmenter:
     @property
     def image(self) -> np.ndarray:
         """The current image as given to ``set_image`` (corrections read its intensities)."""
-        if self._image is None:
-            raise ImageError("no image set: call set_image(image) before predict()")
+        self._require_image()
         return self._image
 
     @property
