@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,12 @@ def read_corpus(root: str | Path, license_classes: tuple[str, ...] = ("permissiv
         for row in rows
         if row["license_class"] in license_classes
     ]
+
+
+def held_out_keys(keys: Iterable[str], every: int) -> set[str]:
+    """Every ``every``-th image by sorted corpus path: the images training never sees (its validation views),
+    and where the runtime's mask threshold is chosen."""
+    return set(sorted(set(keys))[::every])
 
 
 def calibration_and_validation(root: str | Path, calibration_count: int, validation_count: int,

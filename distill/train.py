@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .corpus import held_out_keys
 from .model_card import cpu_name
 from .prompt_sampling import region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
@@ -51,8 +52,7 @@ def split_items(cache: TeacherCache, complete: int, validation_every: int,
 
 
 def held_out_images(cache: TeacherCache, validation_every: int) -> set[str]:
-    paths = sorted({path for path, _ in cache.meta["items"]})
-    return set(paths[::validation_every])
+    return held_out_keys((path for path, _ in cache.meta["items"]), validation_every)
 
 
 class CacheSet:

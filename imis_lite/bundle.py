@@ -67,6 +67,11 @@ class Bundle:
     def embedding_shape(self) -> tuple[int, ...]:
         return tuple(self.manifest["embedding_shape"])
 
+    @property
+    def mask_threshold(self) -> float:
+        """Logit above which a pixel is in the mask (``distill.calibrate_threshold`` sets it; SAM's is 0)."""
+        return float(self.manifest.get("mask_threshold", 0.0))
+
     def precisions(self, engine: str) -> list[str]:
         return sorted(self.manifest["variants"].get(engine, {}))
 

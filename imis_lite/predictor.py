@@ -35,7 +35,8 @@ class Segmenter:
 
     ``Segmenter("litemedsam", engine="openvino", precision="int8", threads=2)``; ``set_image`` then any
     number of ``predict`` calls. Embeddings of the last ``cache_size`` images are kept, so going back to a
-    slice already seen costs only the decoder.
+    slice already seen costs only the decoder. Masks are the logits above the bundle's calibrated
+    ``mask_threshold`` unless one is given (0.0 gives segment-anything's own masks).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class Segmenter:
         device: str = "CPU",
         threads: int | None = None,
         cache_size: int = 128,
+        mask_threshold: float | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
@@ -58,6 +60,7 @@ class Segmenter:
         self.encoder: Engine = create_engine(engine, paths["encoder"][0], device, threads)
         self.decoder: Engine = create_engine(engine, paths["decoder"][0], device, threads)
         self.engine, self.precision = engine, precision
+        self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
         self._cache: OrderedDict[str, _Embedded] = OrderedDict()
         self._cache_size = cache_size
         self._current: _Embedded | None = None
@@ -139,12 +142,18 @@ class Segmenter:
         chosen = slice(1, None) if multimask else self._single_output(corrective=point_xy is not None or masks is not None)
         low_res = out["low_res_logits"][:, chosen]
         scores = out["iou_scores"][:, chosen]
-        n, c, size = low_res.shape[0], low_res.shape[1], low_res.shape[-1]
-        logits = geometry.logits_to_image(low_res.reshape(n * c, size, size), self.bundle.low_res_size)
-        result_masks = (logits > 0).reshape(n, c, *geometry.shape)
+        result_masks = self.image_logits(low_res) > self.mask_threshold
         if not batched:
             return result_masks[0], scores[0], low_res[0]
         return result_masks, scores, low_res
+
+    def image_logits(self, low_res_logits: np.ndarray) -> np.ndarray:
+        """``predict``'s low-res logits (..., L, L) brought to the current image, (..., H, W): a soft mask."""
+        geometry = self._require_image().geometry
+        size = self.bundle.low_res_size
+        low_res = np.asarray(low_res_logits, dtype=np.float32)
+        logits = geometry.logits_to_image(low_res.reshape(-1, size, size), size)
+        return logits.reshape(*low_res.shape[:-2], *geometry.shape)
 
     def _single_output(self, corrective: bool) -> slice:
         """Mask output 0 answers a box; a bundle whose decoder was trained for correction names the output

@@ -19,7 +19,8 @@ def sample():
 
 @pytest.fixture(scope="module")
 def segmenter():
-    return Segmenter("litemedsam", engine="onnxruntime", threads=2)
+    """At SAM's threshold (0), as the PyTorch reference these tests compare with."""
+    return Segmenter("litemedsam", engine="onnxruntime", threads=2, mask_threshold=0.0)
 
 
 def test_predict_before_set_image_is_a_clear_error():
@@ -36,6 +37,24 @@ def test_shipped_sample_liver_from_its_box(segmenter, sample):
     assert masks.shape == (1, 512, 512) and masks.dtype == bool
     assert scores.shape == (1,) and logits.shape == (1, 256, 256)
     assert dice(masks[0], truth == liver) > 0.8  # 0.827, as PyTorch LiteMedSAM
+
+
+def test_masks_are_the_logits_above_the_bundles_calibrated_threshold(segmenter, sample):
+    """The manifest's mask_threshold (chosen on held-out corpus objects) makes the masks; 0 gives SAM's."""
+    image, truth, names = sample
+    calibrated = Segmenter("litemedsam", engine="onnxruntime", threads=2)
+    assert calibrated.mask_threshold == calibrated.bundle.manifest["mask_threshold"] < 0
+    liver = [int(k) for k, v in names.items() if v == "liver"][0]
+    box = boxes_from_labels(truth)[liver]
+    for seg in (calibrated, segmenter):
+        seg.set_image(image)
+    masks, _, low_res = calibrated.predict(box=box)
+    logits = calibrated.image_logits(low_res)
+    assert logits.shape == (1, 512, 512)
+    assert np.array_equal(masks, logits > calibrated.mask_threshold)
+    sam_masks = segmenter.predict(box=box)[0]
+    assert np.array_equal(sam_masks, logits > 0)
+    assert (sam_masks <= masks).all() and masks.sum() > sam_masks.sum()
 
 
 def test_second_set_image_with_the_same_image_reuses_the_embedding(segmenter, sample):

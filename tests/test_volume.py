@@ -63,8 +63,12 @@ def test_a_click_on_another_slice_corrects_it_and_what_lies_beyond(phantom_segme
     box = (x.start - 2, y.start - 2, x.stop + 1, y.stop + 1)
     plain = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1)))
     last = z.stop - 1
-    missed = (x.start + 4, y.start + 1)  # a cuboid pixel on its rim that the box alone leaves out
-    assert not plain[last][missed[1], missed[0]]
+    cross_section = np.zeros_like(plain[last])
+    cross_section[y, x] = True
+    rows, columns = np.nonzero(cross_section & ~plain[last])  # cuboid pixels the box alone leaves out: its rim
+    assert len(rows) > 0
+    nearest = np.argmin(np.hypot(columns - (x.start + 4), rows - y.start))  # on the top rim, near the left end
+    missed = (int(columns[nearest]), int(rows[nearest]))
     clicked = _segment(segmenter, image, ObjectPrompt(box=box, z_range=(z.start, z.stop - 1),
                                                       points=[(*missed, last, 1)]))
     assert all(np.array_equal(plain[k], clicked[k]) for k in range(z.start, last))
