@@ -13,14 +13,17 @@ from imis_lite.distill.calibrate_threshold import GRID, SECTION, best_threshold,
 from .conftest import SHARED
 
 
-def test_the_best_total_wins_and_a_tie_goes_to_the_threshold_nearer_zero():
+def test_the_best_total_wins_only_by_a_clear_margin_over_sams_zero():
     assert best_threshold({"grid": [-2.0, -1.0, 0.0], "dsc": [0.7, 0.8, 0.7], "nsd": [0.5, 0.6, 0.6]}) == -1.0
     assert best_threshold({"grid": [-1.0, 0.0, 1.0], "dsc": [0.5, 0.6, 0.7], "nsd": [0.5, 0.4, 0.3]}) == 0.0
+    assert best_threshold({"grid": [-0.5, 0.0], "dsc": [0.805, 0.8], "nsd": [0.6, 0.6]}) == 0.0  # +0.005 < MIN_GAIN
 
 
 class SoftDisc:
     """A stand-in for the model whose logits are known: (radius - distance from the centre) / 4 around the box
     centre, so that the mask above threshold t is the disc of radius ``radius - 4 t``."""
+
+    input_size = 256
 
     def __init__(self, radius: float) -> None:
         self.radius = radius
@@ -44,7 +47,7 @@ def test_the_sweep_finds_the_threshold_that_draws_the_object():
     rows, columns = np.mgrid[:96, :96]
     labels[np.hypot(columns - 48, rows - 48) <= 20] = 1  # the object: radius 20
     result = sweep(SoftDisc(radius=16), [(np.zeros((96, 96), np.uint8), labels)])  # SAM's threshold draws 16
-    assert result["objects"] == 1 and result["grid"] == list(GRID)
+    assert result["objects"] == 1 and result["grid"] == list(GRID) and len(result["per_margin"]) == 3
     assert best_threshold(result) == -1.0  # 16 - 4 x (-1) = 20
     assert result["dsc"][GRID.index(-1.0)] > 0.99 and result["dsc"][GRID.index(0.0)] < 0.8
 

@@ -108,7 +108,7 @@ def test_protocol_clicks_correct_the_shipped_liver(liver):
         reach = REACH * np.hypot(edge[:, 0] - y, edge[:, 1] - x).min() + SLACK + 1.5  # + cv2's 3x3 metric error
         rows, columns = np.nonzero(correction.mask != before)
         assert np.all(np.hypot(rows - y, columns - x) <= reach)
-    assert scores[0] < 0.85 and scores[-1] > scores[0] + 0.05  # measured 0.840 -> 0.883 / 0.898 / 0.905
+    assert scores[0] < 0.85 and scores[-1] > scores[0] + 0.05  # measured 0.827 -> 0.878 / 0.896 / 0.901
     assert correction.logits.shape == (256, 256)
 
 
