@@ -35,8 +35,8 @@ class Segmenter:
 
     ``Segmenter("litemedsam", engine="openvino", precision="int8", threads=2)``; ``set_image`` then any
     number of ``predict`` calls. Embeddings of the last ``cache_size`` images are kept, so going back to a
-    slice already seen costs only the decoder. Masks are the logits above the bundle's calibrated
-    ``mask_threshold`` unless one is given (0.0 gives segment-anything's own masks).
+    slice already seen costs only the decoder. Masks are the logits above ``mask_threshold``: the bundle's
+    (``distill.calibrate_threshold``; segment-anything's 0 for the shipped ones) unless one is given.
     """
 
     def __init__(
