@@ -25,9 +25,9 @@ import numpy as np
 
 from imis_lite.benchmarks.metrics import NSD_TOLERANCE_MM, nsd
 from imis_lite.bundle import MANIFEST, sha256_of
-from imis_lite.demo import boxes_from_labels
 from imis_lite.metrics import dice
 from imis_lite.predictor import Segmenter
+from imis_lite.volume import mask_box
 
 from .bundle_writer import write_manifest
 from .corpus import DEFAULT_CORPUS, held_out_keys, read_corpus
@@ -51,13 +51,11 @@ def sweep(segmenter: Segmenter, cases: list[tuple[np.ndarray, np.ndarray]], grid
     objects = 0
     for image, labels in cases:
         segmenter.set_image(image)
-        height, width = labels.shape
-        scale = max(height, width) / segmenter.input_size
-        for label, box in boxes_from_labels(labels).items():
+        scale = max(labels.shape) / segmenter.input_size
+        for label in np.unique(labels[labels > 0]):
             truth = labels == label
             for row, margin in enumerate(margins):
-                loose = np.r_[np.maximum(box[:2] - margin * scale, 0), np.minimum(box[2:] + margin * scale, [width - 1, height - 1])]
-                _, _, low_res = segmenter.predict(box=loose)
+                _, _, low_res = segmenter.predict(box=mask_box(truth, margin * scale))
                 logits = segmenter.image_logits(low_res)[0]
                 for column, threshold in enumerate(grid):
                     mask = logits > threshold
