@@ -52,6 +52,14 @@ def write_manifest(folder: Path, manifest: dict[str, Any], extra: dict[str, dict
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def rewrite_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """``write_manifest`` for a bundle changed after its export: its own files and the sibling files it already
+    lists (``../<bundle>/<file>``, e.g. a shared decoder that may just have been replaced) hashed anew."""
+    shared = {name: {"sha256": sha256_of(folder / name), "bytes": (folder / name).stat().st_size}
+              for name in manifest["files"] if name.startswith("../")}
+    write_manifest(folder, manifest, shared)
+
+
 def export_main(parser: argparse.ArgumentParser, argv: list[str] | None, build: Callable[[argparse.Namespace], dict]) -> int:
     """What every bundle export shares: corpus/calibration/validation/seed/force options, the refusal to replace
     a bundle without --force, and the parity report on stdout. ``parser`` brings ``--out`` and its own options."""

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from imis_lite.benchmarks.metrics import NSD_TOLERANCE_MM, nsd
-from imis_lite.bundle import MANIFEST, sha256_of
+from imis_lite.bundle import MANIFEST
 from imis_lite.metrics import dice
 from imis_lite.predictor import Segmenter
 from imis_lite.volume import mask_box
 
-from .bundle_writer import write_manifest
+from .bundle_writer import rewrite_manifest
 from .corpus import DEFAULT_CORPUS, held_out_keys, read_corpus
 
 log = logging.getLogger("imis_lite.distill")
@@ -125,9 +125,7 @@ def install(bundle: Path, record: dict) -> None:
     card.write_text(kept)  # before the manifest, which hashes it
     manifest["mask_threshold"] = record["threshold"]
     manifest["mask_threshold_calibration"] = record
-    shared = {name: {"sha256": sha256_of(bundle / name), "bytes": (bundle / name).stat().st_size}
-              for name in manifest["files"] if name.startswith("../")}
-    write_manifest(bundle, manifest, shared)
+    rewrite_manifest(bundle, manifest)
 
 
 def main(argv: list[str] | None = None) -> int:

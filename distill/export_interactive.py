@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imis_lite.bundle import MANIFEST, sha256_of
+from imis_lite.bundle import MANIFEST
 
-from .bundle_writer import prompt_encoder_arrays, write_manifest
+from .bundle_writer import prompt_encoder_arrays, rewrite_manifest
 from .model_card import cpu_name
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
@@ -230,9 +230,7 @@ def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict) -> None:
     manifest["interactive"] = record
     if record["trained"] in ("click-head", "decoder"):
         manifest["click_channel"] = CLICK_CHANNEL
-    shared = {name: {"sha256": sha256_of(bundle / name), "bytes": (bundle / name).stat().st_size}
-              for name in manifest["files"] if name.startswith("../")}  # a shared decoder may have just been replaced
-    write_manifest(bundle, manifest, shared)
+    rewrite_manifest(bundle, manifest)  # a shared decoder may have just been replaced
     log.info("installed into %s", bundle)
 
 
