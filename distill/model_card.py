@@ -59,6 +59,7 @@ def _train_command(config: dict) -> str:
     init = f" --init runs/{Path(config['init']).parent.name}/student.pt" if config.get("init") else ""
     part = f" --train {config['train']}" if config.get("train", "all") != "all" else ""
     fresh = " --fresh-prompts" if config.get("fresh_prompts") else ""
+    fresh += " --teacher-objects" if config.get("teacher_objects") else ""
     return (f"python -m imis_lite.distill.train --cache runs/{Path(config['cache']).name}{extra}{max_views}{init}{part} "
             f"--out runs/{Path(config['out']).name} --student {config['student']} --steps {config['steps']} "
             f"--batch {config['batch']} --lr {config['lr']} --warmup {config['warmup']} "

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def _random_region(valid_shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def random_region(valid_shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     height, width = valid_shape
     box_h = rng.uniform(0.1, 0.6) * height
     box_w = rng.uniform(0.1, 0.6) * width
@@ -30,7 +30,7 @@ def sample_prompts(mask: np.ndarray, valid_shape: tuple[int, int], rng: np.rando
     """
     labels = sample_labels(mask)
     if not labels:
-        box = _random_region(valid_shape, rng)
+        box = random_region(valid_shape, rng)
         return box, np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)
     return region_prompts(mask == rng.choice(labels), valid_shape, rng, max_jitter)
 
@@ -47,3 +47,21 @@ def region_prompts(region: np.ndarray, valid_shape: tuple[int, int], rng: np.ran
     weights = depth[ys, xs] ** 2
     pick = rng.choice(len(xs), p=weights / weights.sum())
     return box, np.array([xs[pick], ys[pick]], np.float32)
+
+
+def largest_part(mask: np.ndarray, min_pixels: int = 9) -> np.ndarray | None:
+    """The largest connected part of a binary mask, or None when it has fewer than ``min_pixels``: what a
+    teacher's answer to a region calls an object, on a view that has no label map."""
+    parts, count = ndimage.label(mask)
+    if not count:
+        return None
+    sizes = np.bincount(parts.ravel())[1:]
+    biggest = int(np.argmax(sizes))
+    return parts == biggest + 1 if sizes[biggest] >= min_pixels else None
+
+
+def content_shape(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of a view up to its last non-zero row and column: the padding added at the bottom
+    and right is not part of the image."""
+    rows, cols = np.nonzero(image.reshape(-1, *image.shape[-2:]).max(axis=0))
+    return (int(rows.max()) + 1, int(cols.max()) + 1) if len(rows) else image.shape[-2:]

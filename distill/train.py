@@ -11,7 +11,8 @@ trained on: each epoch samples from the views complete at its start.
 Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
 binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask.
 ``--fresh-prompts`` draws those prompts anew on each labelled view's label map at every mask term (the teacher's
-frozen decoder answers them from its cached embedding) instead of reusing the one prompt the cache holds per view.
+frozen decoder answers them from its cached embedding) instead of reusing the one prompt the cache holds per view;
+``--teacher-objects`` does the same for views with no label map, on what the teacher segments in them.
 A second stage starts from ``--init``; ``--train refiner`` then trains only the refiner a student like
 ``effvit-s-hr`` adds to the first stage's architecture, measuring what that capacity alone brings.
 """
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 
 from .corpus import held_out_keys
 from .model_card import cpu_name
-from .prompt_sampling import region_prompts, sample_labels
+from .prompt_sampling import content_shape, largest_part, random_region, region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
 from .teacher_cache import TeacherCache
 from .teachers import decode_prompts, load_teacher
@@ -142,22 +143,49 @@ class Objective(torch.nn.Module):
 
 
 @torch.no_grad()
-def fresh_prompts(objective: Objective, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> None:
+def fresh_prompts(objective: Objective, batch: dict[str, torch.Tensor], rng: np.random.Generator,
+                  teacher_objects: bool = False) -> None:
     """A new box and click on a random object of each labelled view, answered by the teacher's frozen decoder
     from its cached embedding: the cache holds one prompt per view, so without this the mask term sees the
-    same few thousand prompts again and again. Views without a label map keep their cached prompt."""
+    same few thousand prompts again and again. Views without a label map keep their cached prompt, or, with
+    ``teacher_objects``, get one on an object the teacher finds in them (see ``teacher_object_prompts``)."""
     masks = batch["masks"].cpu().numpy()
-    labels = {i: found for i, mask in enumerate(masks) if (found := sample_labels(mask))}
-    if not labels:
+    prompts = {}
+    for view, mask in enumerate(masks):
+        if labels := sample_labels(mask):
+            prompts[view] = region_prompts(mask == rng.choice(labels), mask.shape, rng)
+    if teacher_objects:
+        prompts.update(teacher_object_prompts(objective, batch, [v for v in range(len(masks)) if v not in prompts], rng))
+    if not prompts:
         return
-    labelled = list(labels)
-    prompts = [region_prompts(masks[i] == rng.choice(labels[i]), masks[i].shape, rng) for i in labelled]
-    index = torch.tensor(labelled, device=batch["boxes"].device)
-    batch["boxes"][index] = torch.from_numpy(np.stack([box for box, _ in prompts])).to(batch["boxes"].device)
-    batch["points"][index] = torch.from_numpy(np.stack([point for _, point in prompts])).to(batch["points"].device)
+    device = batch["boxes"].device
+    index = torch.tensor(list(prompts), device=device)
+    batch["boxes"][index] = torch.from_numpy(np.stack([box for box, _ in prompts.values()])).to(device)
+    batch["points"][index] = torch.from_numpy(np.stack([point for _, point in prompts.values()])).to(device)
     batch["teacher_logits"][index] = decode_prompts(objective.prompt_encoder, objective.mask_decoder,
                                                     batch["embeddings"][index], batch["boxes"][index],
                                                     batch["points"][index]).float()
+
+
+@torch.no_grad()
+def teacher_object_prompts(objective: Objective, batch: dict[str, torch.Tensor], views: list[int],
+                           rng: np.random.Generator) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(box, click) on the largest part of the teacher's mask for a random region of each view, for views
+    with no label map (the corpus's few ultrasound, fundus and microscopy images have none): a prompt framing
+    what the teacher calls an object, as a user's box would, instead of an arbitrary region. A view whose
+    answer is empty gets nothing."""
+    if not views:
+        return {}
+    device = batch["boxes"].device
+    regions = np.stack([random_region(content_shape(batch["images"][v].cpu().numpy()), rng) for v in views])
+    centres = (regions[:, :2] + regions[:, 2:]) / 2
+    logits = decode_prompts(objective.prompt_encoder, objective.mask_decoder, batch["embeddings"][views],
+                            torch.from_numpy(regions).to(device), torch.from_numpy(centres).to(device))
+    prompts = {}
+    for view, answer in zip(views, (logits[:, 0] > 0).cpu().numpy()):
+        if (part := largest_part(answer)) is not None:
+            prompts[view] = region_prompts(part, answer.shape, rng)
+    return prompts
 
 
 def load_init(student: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -262,7 +290,7 @@ def train(args: argparse.Namespace) -> Path:
             embedding = model(batch["images"])
         with_prompts = step % args.prompt_every == 0
         if with_prompts and args.fresh_prompts and objective.mask_decoder is not None:
-            fresh_prompts(objective, batch, rng)
+            fresh_prompts(objective, batch, rng, args.teacher_objects)
         terms = objective(embedding, batch, with_prompts=with_prompts)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -335,6 +363,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="extra BCE weight on a 5-pixel band around the teacher mask's edge (0 = uniform)")
     parser.add_argument("--fresh-prompts", action="store_true",
                         help="a new box and click per labelled view at every mask term, answered by the teacher's decoder")
+    parser.add_argument("--teacher-objects", action="store_true",
+                        help="with --fresh-prompts: a view with no label map gets its box on the largest part of the "
+                             "teacher's mask for a random region, not its one cached random-region prompt")
     parser.add_argument("--prompt-every", type=int, default=4, help="apply the decoder loss every N steps (CPU economy)")
     parser.add_argument("--embedding-scale", type=float, default=0.0115, help="teacher embedding variance (normalises MSE)")
     parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image")

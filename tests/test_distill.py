@@ -257,6 +257,55 @@ def test_fresh_prompts_land_on_a_labelled_object_and_carry_the_teachers_answer_t
     assert torch.equal(batch["boxes"][1], cached["boxes"][1]) and not batch["teacher_logits"][1].any()
 
 
+def test_largest_part_and_content_shape_on_constructed_arrays():
+    from imis_lite.distill.prompt_sampling import content_shape, largest_part
+
+    mask = np.zeros((30, 40), bool)
+    mask[2:5, 2:5] = True  # 9 pixels
+    mask[10:20, 20:30] = True  # 100 pixels
+    assert np.array_equal(largest_part(mask), np.pad(np.ones((10, 10), bool), ((10, 10), (20, 10))))
+    assert largest_part(np.zeros((8, 8), bool)) is None
+    assert largest_part(mask[:6, :6]) is not None and largest_part(mask[:6, :6], min_pixels=10) is None
+    view = np.zeros((3, 256, 256), np.float32)
+    view[1, :180, :97] = 0.5  # an image of 180 x 97 padded to 256 at the bottom and right
+    view[:, 20:40, 10:30] = 0.0  # black inside the image does not shorten it
+    assert content_shape(view) == (180, 97)
+
+
+def test_teacher_object_prompts_frame_what_the_teacher_segments_in_a_view_without_labels(tiny_cache):
+    from scipy import ndimage
+
+    from imis_lite.distill.prompt_sampling import content_shape, random_region, region_prompts, sample_labels
+    from imis_lite.distill.teachers import decode_prompts, load_teacher
+    from imis_lite.distill.train import Objective, fresh_prompts, load_batch
+
+    objective = Objective(load_teacher("litemedsam", onnx_encoder=None), embedding_scale=0.0115, prompt_weight=1.0)
+    batch = load_batch(tiny_cache, np.arange(2), torch.device("cpu"))
+    batch["masks"][1] = 0  # view 1 as an image without labels; view 0 keeps its organs
+    cached_box = batch["boxes"][1].clone()
+    fresh_prompts(objective, batch, np.random.default_rng(7), teacher_objects=True)
+
+    # replay the draws: view 0's organ first, then view 1's random region inside its content
+    rng, organs = np.random.default_rng(7), batch["masks"][0].numpy()
+    region_prompts(organs == rng.choice(sample_labels(organs)), organs.shape, rng)
+    region = random_region(content_shape(batch["images"][1].numpy()), rng)
+    with torch.no_grad():
+        answer = decode_prompts(objective.prompt_encoder, objective.mask_decoder, batch["embeddings"][1:],
+                                torch.from_numpy(region[None]), torch.from_numpy((region[None, :2] + region[None, 2:]) / 2))
+    parts, count = ndimage.label((answer[0, 0] > 0).numpy())
+    assert count >= 1
+    part = parts == 1 + np.argmax(np.bincount(parts.ravel())[1:])
+    box, (x, y) = batch["boxes"][1].numpy(), batch["points"][1].numpy().astype(int)
+    ys, xs = np.nonzero(part)
+    assert np.all(np.abs(box - [xs.min(), ys.min(), xs.max(), ys.max()]) <= 4)  # that part's box, with jitter
+    assert part[y, x] and not torch.equal(batch["boxes"][1], cached_box)
+    with torch.no_grad():
+        target = decode_prompts(objective.prompt_encoder, objective.mask_decoder, batch["embeddings"][1:],
+                                batch["boxes"][1:], batch["points"][1:])
+    assert torch.allclose(batch["teacher_logits"][1:], target, atol=1e-3)  # the teacher's answer to the new prompts
+    assert batch["masks"][0][int(batch["points"][0, 1]), int(batch["points"][0, 0])] > 0  # view 0: on an organ
+
+
 def test_a_users_folder_of_nifti_dicom_png_and_npz_becomes_training_slices(tmp_path):
     import cv2
     from imis_lite.distill.corpus import DEFAULT_CORPUS
