@@ -233,6 +233,8 @@ def _distributed() -> tuple[int, int]:
 
 
 def train(args: argparse.Namespace) -> Path:
+    if args.teacher_objects and not args.fresh_prompts:
+        raise SystemExit("--teacher-objects needs --fresh-prompts (the cached prompts are used as they are otherwise)")
     rank, world = _distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() and not args.cpu else "cpu")
     if device.type == "cpu" and args.threads:
