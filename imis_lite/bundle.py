@@ -23,7 +23,12 @@ MANIFEST = "manifest.json"
 
 
 def shipped_weights_dir() -> Path:
-    return Path(str(resources.files("imis_lite.weights")))
+    """The installed ``imis_lite.weights``; or the checkout's ``weights/`` when Python, started in a clone after
+    a plain ``pip install .``, imports ``imis_lite`` from the clone's source folder, which has no weights."""
+    try:
+        return Path(str(resources.files("imis_lite.weights")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "weights"
 
 
 def search_dirs() -> list[Path]:

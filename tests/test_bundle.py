@@ -1,11 +1,16 @@
 """Bundle discovery and the sha256 check that guards every shipped weight file."""
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imis_lite import Segmenter
 from imis_lite.bundle import MODELS_ENV, available_models, load_bundle
+from imis_lite.demo import sample_path
 from imis_lite.errors import BundleError, EngineError
 
 
@@ -57,3 +62,28 @@ def test_unknown_names_list_the_valid_ones():
         Segmenter(engine="tensorrt")
     with pytest.raises(ValueError, match="valid: fp32, int8"):
         Segmenter(precision="fp8")
+
+
+def test_python_started_in_the_clone_after_a_plain_install_still_finds_the_shipped_weights():
+    # After `pip install .`, Python started in the clone imports ./imis_lite (the working directory comes first
+    # on sys.path), where imis_lite.weights does not exist. Drop the editable install's finder to be in that state.
+    code = """
+import importlib.util, sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+assert importlib.util.find_spec("imis_lite.weights") is None, "the source-folder state was not reached"
+import numpy as np
+from imis_lite import Segmenter
+from imis_lite.demo import sample_path
+case = np.load(sample_path())
+seg = Segmenter("litemedsam", engine="onnxruntime", threads=1)
+seg.set_image(case["imgs"])
+masks, _, _ = seg.predict(box=np.array([57, 175, 354, 393]))
+print(int(masks.sum()))
+"""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seg = Segmenter("litemedsam", engine="onnxruntime", threads=1)  # the same, through the installed package
+    seg.set_image(np.load(sample_path())["imgs"])
+    masks, _, _ = seg.predict(box=np.array([57, 175, 354, 393]))
+    assert int(done.stdout.split()[-1]) == int(masks.sum()) > 10000
