@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+#: the fewest pixels an object needs to be prompted on
+MIN_OBJECT_PIXELS = 9
+
 
 def random_region(valid_shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     height, width = valid_shape
@@ -17,8 +20,8 @@ def random_region(valid_shape: tuple[int, int], rng: np.random.Generator) -> np.
 
 
 def sample_labels(mask: np.ndarray) -> list[int]:
-    """The labels of a label map large enough to prompt (9 pixels or more)."""
-    return [int(label) for label in np.unique(mask) if label and (mask == label).sum() >= 9]
+    """The labels of a label map large enough to prompt (``MIN_OBJECT_PIXELS`` or more)."""
+    return [int(label) for label in np.unique(mask) if label and (mask == label).sum() >= MIN_OBJECT_PIXELS]
 
 
 def sample_prompts(mask: np.ndarray, valid_shape: tuple[int, int], rng: np.random.Generator,
@@ -49,7 +52,7 @@ def region_prompts(region: np.ndarray, valid_shape: tuple[int, int], rng: np.ran
     return box, np.array([xs[pick], ys[pick]], np.float32)
 
 
-def largest_part(mask: np.ndarray, min_pixels: int = 9) -> np.ndarray | None:
+def largest_part(mask: np.ndarray, min_pixels: int = MIN_OBJECT_PIXELS) -> np.ndarray | None:
     """The largest connected part of a binary mask, or None when it has fewer than ``min_pixels``: what a
     teacher's answer to a region calls an object, on a view that has no label map."""
     parts, count = ndimage.label(mask)
