@@ -9,7 +9,10 @@ prompt encoder as it was. The box path (Fourier matrix, box-corner embeddings, n
 to be unchanged before anything is written, so box-only answers stay the bundle's own; a re-exported decoder
 of a click-head run must give mask output 0 bit-identical to LiteMedSAM's own decoder exported the same way
 (a decoder run moves it by design: its largest logit change is recorded), and every bundle sharing that file
-gets its new sha256 and ``click_channel`` in its manifest.
+gets its new sha256 and ``click_channel`` in its manifest. A bundle that reads a sibling's decoder
+(``../litemedsam/decoder.onnx``) while that sibling is not installed into gets its own ``decoder.onnx``
+instead, so the sibling keeps its decoder and its manifest stays true: a click head trained on a student's
+embeddings (``train_interactive --student-bundle``) goes to that student alone.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from .train_interactive import CLICK_CHANNEL, list_objects
 log = logging.getLogger("imis_lite.distill")
 
 CARD = "MODEL_CARD.md"
+OWN_DECODER = "decoder.onnx"
 SECTION = "## Interactive prompt path (clicks and mask input)"
 
 
@@ -120,7 +124,7 @@ def run_record(run: Path) -> dict:
         "stages": [{"run": stage.name, "steps": end["step"], "hours": round(end.get("elapsed_s", 0) / 3600, 2)}
                    for stage, end in zip(made_by, ends)],
         "hardware": f"{cpu_name()}, {config['threads'] or 'all'} threads",
-        "embeddings": f"student {Path(config['student_run']).name}" if config.get("student_run") else "teacher litemedsam",
+        "embeddings": _embeddings_source(config),
         "trained": config.get("train", "prompt"), "trained_parameters": config["trained_parameters"],
         "train_objects": config["train_objects"],
         "license_classes": cache_meta["license_classes"],
@@ -135,6 +139,14 @@ def run_record(run: Path) -> dict:
     }
 
 
+def _embeddings_source(config: dict) -> str:
+    if config.get("student_run"):
+        return f"student {Path(config['student_run']).name}"
+    if config.get("student_bundle"):
+        return f"student bundle {Path(config['student_bundle']).name} (fp32 ONNX encoder)"
+    return "teacher litemedsam"
+
+
 def training_commands(run: Path) -> str:
     """The train_interactive command of each stage that made the run, the first stage first."""
     return "\n".join(_training_command(stage) for stage in stages(run))
@@ -146,6 +158,7 @@ def _training_command(run: Path) -> str:
         f"python -m imis_lite.distill.train_interactive --cache {config['cache']} "
         f"--max-views {config['cache_views']} --out runs/{run.name}"
         + (f" --student-run {config['student_run']}" if config.get("student_run") else "")
+        + (f" --student-bundle {config['student_bundle']}" if config.get("student_bundle") else "")
         + (f" --train {config['train']}" if config.get("train", "prompt") != "prompt" else "")
         + (f" --box-weight {config['box_weight']}" if config.get("train") == "decoder" else "")
         + (f" --init runs/{Path(config['init']).parent.name}/last.pt" if config.get("init") else "")
@@ -215,8 +228,32 @@ def decoder_files(bundle: Path) -> set[Path]:
             for files in by_precision.values() for name in files["decoder"]}
 
 
-def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict) -> None:
+def decoder_targets(bundles: list[Path]) -> dict[Path, Path]:
+    """Decoder file now in use -> the file the run's decoder goes to: the same file, or the bundle's own
+    ``decoder.onnx`` when it reads a sibling's file and that sibling is not among ``bundles``."""
+    folders = {bundle.resolve() for bundle in bundles}
+    targets = {}
+    for bundle in bundles:
+        for path in decoder_files(bundle):
+            shared_with_outsider = path.parent not in folders
+            targets[path] = bundle.resolve() / OWN_DECODER if shared_with_outsider else path
+    return targets
+
+
+def use_own_decoder(manifest: dict, bundle: Path) -> None:
+    """Point every variant of the manifest at the bundle's own decoder file and drop the sibling's entry."""
+    for by_precision in manifest["variants"].values():
+        for files in by_precision.values():
+            files["decoder"] = [OWN_DECODER]
+    manifest["files"] = {name: entry for name, entry in manifest["files"].items() if not name.startswith("../")
+                         or not name.endswith("decoder.onnx")}
+    log.info("%s now reads its own %s", bundle, OWN_DECODER)
+
+
+def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict, own_decoder: bool = False) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
+    if own_decoder:
+        use_own_decoder(manifest, bundle)
     target = bundle / manifest["prompt_encoder"]
     staging = target.with_suffix(".tmp.npz")
     np.savez(staging, **arrays)
@@ -241,12 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     arrays, record = trained_arrays(args.run), run_record(args.run)
+    own: set[Path] = set()
     if record["trained"] in ("click-head", "decoder"):
-        changes = [replace_decoder(args.run, decoder, box_identical=record["trained"] == "click-head")
-                   for decoder in sorted({path for bundle in args.bundle for path in decoder_files(bundle)})]
+        targets = decoder_targets(args.bundle)
+        changes = [replace_decoder(args.run, target, box_identical=record["trained"] == "click-head")
+                   for target in sorted(set(targets.values()))]
         record["box_logit_max_change_random_inputs"] = round(max(changes), 4)
+        own = {target.parent for source, target in targets.items() if source != target}
     for bundle in args.bundle:
-        install(bundle, arrays, record)
+        install(bundle, arrays, record, own_decoder=bundle.resolve() in own)
     return 0
 
 

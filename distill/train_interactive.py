@@ -1,8 +1,12 @@
 """Teach the prompt path to correct: simulated click rounds on cached embeddings, image encoder frozen.
 
     python -m imis_lite.distill.train_interactive --cache runs/cache-litemedsam --out runs/interactive-litemedsam
-    python -m imis_lite.distill.train_interactive --cache runs/cache-litemedsam --student-run runs/effvit-s \\
-        --out runs/interactive-effvit-s
+    python -m imis_lite.distill.train_interactive --cache runs/cache-litemedsam --student-bundle effvit-s-hr \\
+        --out runs/interactive-effvit-s-hr
+
+``--student-bundle`` (or ``--student-run``, a training run's PyTorch student) trains on the student's own
+embeddings of the cached views, the ones its bundle feeds the decoder; ``export_interactive`` then gives that
+bundle its own decoder file and leaves the teacher's alone.
 
 Each step plays one IMIS-style interaction per object: the first prompt is the object's (jittered) box or one
 interior click, then rounds of clicks at the centre of the largest error region (the benchmark's protocol),
@@ -221,21 +225,32 @@ def reach_loss(logits: torch.Tensor, truth: torch.Tensor, reach: torch.Tensor) -
 
 
 class Embeddings:
-    """Encoder output per cached view: the teacher's, from the cache, or a distilled student's, computed."""
+    """Encoder output per cached view: the teacher's, from the cache, or a distilled student's, computed from its
+    training run (PyTorch) or from a shipped bundle's fp32 ONNX encoder (what the runtime feeds the decoder)."""
 
-    def __init__(self, cache: TeacherCache, student_run: Path | None) -> None:
-        self.cache, self.student = cache, None
+    def __init__(self, cache: TeacherCache, student_run: Path | None, student_bundle: str | None = None) -> None:
+        self.cache, self.student, self.encoder = cache, None, None
         if student_run is not None:
             from .export_student import load_student
 
             self.student, _ = load_student(student_run)
+        elif student_bundle is not None:
+            from imis_lite.bundle import load_bundle
+            from imis_lite.engines import create_engine
+
+            bundle = load_bundle(student_bundle)
+            model = bundle.verified_path(bundle.variant("onnxruntime", "fp32")["encoder"][0])
+            self.encoder = create_engine("onnxruntime", model, threads=torch.get_num_threads())
 
     @torch.no_grad()
     def __call__(self, views: np.ndarray) -> torch.Tensor:
-        if self.student is None:
+        if self.student is None and self.encoder is None:
             return torch.from_numpy(self.cache["embeddings"][views].astype(np.float32))
-        images = torch.from_numpy(self.cache["images"][views].astype(np.float32) / 255.0)
-        return self.student(images).float()
+        images = self.cache["images"][views].astype(np.float32) / 255.0
+        if self.encoder is not None:
+            return torch.from_numpy(np.concatenate(
+                [self.encoder.run({"image": image[None]})["image_embeddings"] for image in images]))
+        return self.student(torch.from_numpy(images)).float()
 
 
 def _truth(cache: TeacherCache, objects: np.ndarray) -> np.ndarray:
@@ -304,7 +319,7 @@ def train(args: argparse.Namespace) -> Path:
         parameter.requires_grad_(True)
     interaction = Interaction(net, click_channel=args.train != "prompt")
     frozen = Interaction(load_litemedsam()) if args.train == "decoder" else None
-    embeddings = Embeddings(cache, args.student_run)
+    embeddings = Embeddings(cache, args.student_run, args.student_bundle)
     views = min(cache.complete, args.max_views or cache.complete)
     train_views, validation_views = split_items(cache, views, args.validation_every)
     train_objects, validation_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
@@ -374,7 +389,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, required=True, help="a litemedsam teacher cache (distill.teacher_cache)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by distill.export_interactive), log.jsonl")
     parser.add_argument("--max-views", type=int, help="use at most the first N views of the cache (as distill.train)")
-    parser.add_argument("--student-run", type=Path, help="train on this distilled student's embeddings instead")
+    students = parser.add_mutually_exclusive_group()
+    students.add_argument("--student-run", type=Path, help="train on this distilled student's embeddings instead")
+    students.add_argument("--student-bundle", help="... or on a shipped student bundle's (name or folder; its fp32 ONNX encoder)")
     parser.add_argument("--train", choices=TRAINED, default="prompt",
                         help="the prompt path only, or also the decoder's click head (mask output 1), or the whole decoder")
     parser.add_argument("--init", type=Path, help="a run's last.pt to start from (a second stage); ignored when resuming")

@@ -226,3 +226,54 @@ def test_installed_decoder_run_answers_clicks_from_its_click_channel_in_both_bun
         box_masks = [segmenter.predict(box=box)[0] for segmenter in (shipped, installed)]
         assert dice(box_masks[0], box_masks[1]) > 0.9  # two small steps held to the frozen box answer
         assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
+
+
+@pytest.fixture(scope="module")
+def student_click_head_run(tiny_cache, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("student-click-head")
+    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
+            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2",
+            "--train", "click-head", "--steps", "2", "--student-bundle", "effvit-s-hr"]
+    assert train_interactive.main(args) == 0
+    return folder
+
+
+def test_student_bundle_embeddings_are_its_encoders_answer_to_the_cached_view(tiny_cache):
+    from imis_lite.predictor import Segmenter
+
+    student = train_interactive.Embeddings(tiny_cache, None, "effvit-s-hr")(np.array([0, 1])).numpy()
+    teacher = train_interactive.Embeddings(tiny_cache, None)(np.array([0, 1])).numpy()
+    assert student.shape == teacher.shape == (2, 256, 64, 64)
+    assert not np.allclose(student, teacher, atol=0.05)  # the student's, not the cached teacher's
+    runtime = Segmenter("effvit-s-hr", threads=2)
+    image = tiny_cache["images"][1].astype(np.float32) / 255.0
+    expected = runtime.encoder.run({"image": image[None]})["image_embeddings"][0]
+    assert np.allclose(student[1], expected, atol=1e-5)
+
+
+def test_a_student_click_head_goes_to_the_student_alone_and_leaves_the_teachers_decoder(student_click_head_run,
+                                                                                        tmp_path):
+    from imis_lite.predictor import Segmenter
+
+    from .conftest import load_case
+
+    weights = tmp_path / "weights"
+    for name in ("litemedsam", "effvit-s-hr"):
+        shutil.copytree(shipped_weights_dir() / name, weights / name)
+    teacher_decoder = sha256_of(weights / "litemedsam" / "decoder.onnx")
+    assert export_interactive.main(["--run", str(student_click_head_run), "--bundle", str(weights / "effvit-s-hr")]) == 0
+    manifest = json.loads((weights / "effvit-s-hr" / "manifest.json").read_text())
+    assert {name for files in manifest["variants"].values() for f in files.values() for name in f["decoder"]} == {"decoder.onnx"}
+    assert not any(name.startswith("../") for name in manifest["files"])
+    assert "--student-bundle effvit-s-hr" in manifest["interactive"]["command"]
+    assert manifest["interactive"]["embeddings"].startswith("student bundle effvit-s-hr")
+    assert sha256_of(weights / "litemedsam" / "decoder.onnx") == teacher_decoder
+    case = load_case("cases_2d/btcv_ABD_001_110.npz")
+    box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
+    for name, clicks_change in (("litemedsam", False), ("effvit-s-hr", True)):
+        shipped, installed = Segmenter(name, threads=2), Segmenter(str(weights / name), threads=2)  # sha256-checked
+        for segmenter in (shipped, installed):
+            segmenter.set_image(case["imgs"])
+        assert np.array_equal(shipped.predict(box=box)[2], installed.predict(box=box)[2])
+        same_clicks = np.array_equal(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
+        assert same_clicks != clicks_change
