@@ -4,7 +4,8 @@
 error region, through the runtime's ``Correction`` (all clicks so far, the previous low-res logits fed back,
 each answer kept near its click). 3D cases: a 3D box through the same propagation as
 ``imis-lite segment`` (window/percentile intensity, middle slice first), and again through LiteMedSAM's own
-scheme (previous mask's box, stop when empty) as the reference.
+scheme (previous mask's box, stop when empty) as the reference, and with every slice boxed by its own ground
+truth: the ceiling of any rule that propagates a box, since only the decoder's accuracy slice by slice is left.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 from imis_lite.corrections import Correction
 from imis_lite.demo import boxes_from_labels
 from imis_lite.io import read_scan
-from imis_lite.job import RawObject, resolve, segment_scan
-from imis_lite.volume import LITEMEDSAM_PROPAGATION
+from imis_lite.job import RawObject, model_volume, resolve, segment_scan
+from imis_lite.volume import LITEMEDSAM_PROPAGATION, mask_box
 
 from .clicks import next_click
 from .metrics import dice, nsd
@@ -37,6 +38,7 @@ class ObjectScore:
     click_dsc: list[float] = field(default_factory=list)  # after 1..N clicks (2D only)
     middle_slice_dsc: float | None = None  # 3D: DSC of the first, box-prompted middle slice on its own
     litemedsam_scheme_dsc: float | None = None  # 3D: DSC through LiteMedSAM's own propagation
+    truth_box_per_slice_dsc: float | None = None  # 3D: DSC with every slice boxed by its own ground truth
 
 
 def jittered(box: np.ndarray, pixels: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -69,6 +71,7 @@ def score_2d(segmenter, name: str, modality: str, image, truth, clicks: int, jit
 
 def score_3d(segmenter, path: Path) -> list[ObjectScore]:
     scan = read_scan(path)
+    volume = model_volume(scan)
     with np.load(path, allow_pickle=False) as case:
         truth_all = case["gts"].transpose(2, 1, 0)  # challenge (z, y, x) -> file order (x, y, z)
     scores = []
@@ -81,8 +84,18 @@ def score_3d(segmenter, path: Path) -> list[ObjectScore]:
         middle = (corners[:, 2].min() + corners[:, 2].max()) // 2  # where propagation starts, from the box alone
         scores.append(ObjectScore(path.stem, scan.modality or "", label, 3, dice(predicted, truth), nsd(predicted, truth, scan.spacing),
                                   middle_slice_dsc=dice(predicted[:, :, middle], truth[:, :, middle]),
-                                  litemedsam_scheme_dsc=dice(reference, truth)))
+                                  litemedsam_scheme_dsc=dice(reference, truth),
+                                  truth_box_per_slice_dsc=dice(boxed_by_truth(segmenter, volume, truth), truth)))
     return scores
+
+
+def boxed_by_truth(segmenter, volume: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(x, y, z) mask with each slice that holds the object segmented from that slice's tight ground-truth box."""
+    mask = np.zeros_like(truth)
+    for k in np.flatnonzero(truth.any(axis=(0, 1))):
+        segmenter.set_image(volume[:, :, k].T)
+        mask[:, :, k] = segmenter.predict(box=mask_box(truth[:, :, k].T))[0][0].T
+    return mask
 
 
 def evaluate(segmenter, cases: list[Path], clicks: int = 5, jitter: int = 0, seed: int = 0) -> tuple[list[ObjectScore], dict]:
@@ -139,6 +152,11 @@ def _means(subset: list[ObjectScore]) -> dict:
         means["middle_slice_dsc"] = round(float(np.mean(middles)), 4)
         means["objects_below_middle_minus_0.05"] = sum(s.dsc < s.middle_slice_dsc - 0.05 for s in subset if s.middle_slice_dsc is not None)
         means["litemedsam_scheme_dsc"] = round(float(np.mean([s.litemedsam_scheme_dsc for s in subset])), 4)
+        boxed = [s for s in subset if s.truth_box_per_slice_dsc is not None]
+        if boxed:
+            means["truth_box_per_slice_dsc"] = round(float(np.mean([s.truth_box_per_slice_dsc for s in boxed])), 4)
+            means["truth_box_per_slice_below_middle_minus_0.05"] = sum(
+                s.truth_box_per_slice_dsc < s.middle_slice_dsc - 0.05 for s in boxed)
     return means
 
 

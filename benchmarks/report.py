@@ -59,14 +59,17 @@ def results_table(payload: dict) -> str:
     if three_d:
         lines += ["", "3D: propagated volume vs its middle slice alone (box-prompted) and vs LiteMedSAM's own propagation "
                   "scheme, mean over objects:", "",
-                  "| variant | 3D DSC | LiteMedSAM scheme 3D DSC | middle slice DSC | objects | objects below middle - 0.05 |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| variant | 3D DSC | LiteMedSAM scheme 3D DSC | middle slice DSC | objects | objects below middle - 0.05 "
+                  "| every slice its ground-truth box: 3D DSC | ... objects below middle - 0.05 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in three_d:
             for group in sorted(row["accuracy"]["3d"], key=lambda g: g != "all"):
                 total = row["accuracy"]["3d"][group]
                 lines.append(f"| {row['variant']} ({group}) | {total['dsc']:.4f} | {total.get('litemedsam_scheme_dsc', float('nan')):.4f} "
                              f"| {total.get('middle_slice_dsc', float('nan')):.4f} "
-                             f"| {total['objects']} | {total.get('objects_below_middle_minus_0.05', '-')} |")
+                             f"| {total['objects']} | {total.get('objects_below_middle_minus_0.05', '-')} "
+                             f"| {total.get('truth_box_per_slice_dsc', float('nan')):.4f} "
+                             f"| {total.get('truth_box_per_slice_below_middle_minus_0.05', '-')} |")
     if payload.get("cli_3d"):
         lines += ["", "3D through the CLI (example_ct_sm.nii.gz, largest organ, default engine and precision):", "",
                   "| model | seconds | Dice |", "|---|---:|---:|"]

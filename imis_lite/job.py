@@ -141,6 +141,11 @@ def resolve(scan: Scan, raw: RawObject, world: bool = False) -> ObjectPrompt:
     return prompt
 
 
+def model_volume(scan: Scan, modality: str | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
+    """The scan as the uint8 image the model is shown (window or percentile mapping); slice k is ``[:, :, k].T``."""
+    return to_uint8(scan.data, modality or scan.modality or infer_modality(scan.data), window)
+
+
 def segment_scan(
     segmenter: Segmenter,
     scan: Scan,
@@ -151,8 +156,7 @@ def segment_scan(
     rules: Propagation = DEFAULT_PROPAGATION,
 ) -> np.ndarray:
     """Label map with the scan's spatial shape; object i of ``prompts`` gets label i + 1 (later ones win)."""
-    modality = modality or scan.modality or infer_modality(scan.data)
-    image = to_uint8(scan.data, modality, window)
+    image = model_volume(scan, modality, window)
     labels = np.zeros(scan.spatial_shape, dtype=np.uint16 if len(prompts) > 255 else np.uint8)
     for label, prompt in enumerate(prompts, start=1):
         if scan.is_volume:

@@ -58,3 +58,33 @@ def test_3d_organ_timing_segments_the_gallbladder_it_times():
     result = volume_seconds({"fast": Segmenter("effvit-s-hr", engine="onnxruntime", threads=2)})["fast"]
     # the gallbladder spans slices 2-14 of the shipped CT; effvit-s-hr finds it on every one (Dice 0.85 measured, litemedsam 0.90)
     assert result["seconds"] > 0 and result["slices"] == 13 and result["dice"] > 0.75
+
+
+def test_every_slice_boxed_by_its_truth_finds_the_phantom_cuboid_and_nothing_beyond_it():
+    from imis_lite.benchmarks.accuracy import boxed_by_truth
+
+    from imis_lite import Segmenter
+
+    from .phantoms import CUBOID, phantom
+
+    data, truth = phantom()
+    volume = ((data - data.min()) * (255.0 / (data.max() - data.min()))).astype(np.uint8)
+    truth[:, :, CUBOID[2].start] = False  # a slice inside the z-range without the object: boxed by nothing
+    mask = boxed_by_truth(Segmenter("effvit-s-hr", engine="onnxruntime", threads=2), volume, truth)
+    assert not mask[:, :, CUBOID[2].start].any() and not mask[:, :, CUBOID[2].stop:].any()
+    for k in range(CUBOID[2].start + 1, CUBOID[2].stop):
+        overlap = 2 * (mask[:, :, k] & truth[:, :, k]).sum() / (mask[:, :, k].sum() + truth[:, :, k].sum())
+        assert overlap > 0.9
+
+
+def test_3d_summary_counts_objects_below_their_middle_slice_for_both_prompts():
+    from imis_lite.benchmarks.accuracy import ObjectScore, summarise
+
+    def organ(dsc: float, middle: float, boxed: float) -> ObjectScore:
+        return ObjectScore("ct", "CT", 1, 3, dsc, 0.5, middle_slice_dsc=middle, litemedsam_scheme_dsc=0.4,
+                           truth_box_per_slice_dsc=boxed)
+
+    means = summarise([organ(0.60, 0.90, 0.88), organ(0.80, 0.82, 0.70), organ(0.50, 0.50, 0.60)])["3d"]["all"]
+    assert means["objects_below_middle_minus_0.05"] == 1  # 0.60 < 0.85
+    assert means["truth_box_per_slice_below_middle_minus_0.05"] == 1  # 0.70 < 0.77
+    assert means["truth_box_per_slice_dsc"] == round((0.88 + 0.70 + 0.60) / 3, 4)
