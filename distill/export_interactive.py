@@ -245,8 +245,8 @@ def use_own_decoder(manifest: dict, bundle: Path) -> None:
     for by_precision in manifest["variants"].values():
         for files in by_precision.values():
             files["decoder"] = [OWN_DECODER]
-    manifest["files"] = {name: entry for name, entry in manifest["files"].items() if not name.startswith("../")
-                         or not name.endswith("decoder.onnx")}
+    manifest["files"] = {name: entry for name, entry in manifest["files"].items()
+                         if not (name.startswith("../") and name.endswith("decoder.onnx"))}
     log.info("%s now reads its own %s", bundle, OWN_DECODER)
 
 
