@@ -24,12 +24,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def from_bundle(config: dict) -> bool:
+    """Whether a stage started from a released bundle's encoder.onnx rather than from a run's student.pt."""
+    return str(config.get("init") or "").endswith(".onnx")
+
+
 def training_stages(run: Path) -> list[Path]:
-    """The run and the runs it started from (``--init``), first stage first."""
+    """The run and the runs it started from (``--init``), first stage first; a bundle's ONNX ends the chain
+    (its own commands are in the stage's config, ``init_commands``)."""
     stages = [run]
-    while (init := json.loads((stages[0] / "config.json").read_text()).get("init")):
-        stages.insert(0, Path(init).parent)
+    while (config := json.loads((stages[0] / "config.json").read_text())).get("init") and not from_bundle(config):
+        stages.insert(0, Path(config["init"]).parent)
     return stages
+
+
+def reproduce_commands(card: Path) -> list[str]:
+    """The commands of a model card's Reproduce block (what made that bundle's encoder), or none."""
+    if not card.is_file():
+        return []
+    block = card.read_text().split("## Reproduce\n```\n", 1)
+    return block[1].split("```", 1)[0].strip().splitlines() if len(block) == 2 else []
 
 
 def stage_caches(stages: list[Path]) -> list[Path]:
@@ -56,7 +70,8 @@ def _cache_command(folder: Path) -> str:
 def _train_command(config: dict) -> str:
     extra = "".join(f" --extra-cache runs/{Path(folder).name}" for folder in config.get("extra_cache", []))
     max_views = f" --max-views {config['max_views']}" if config.get("max_views") else ""
-    init = f" --init runs/{Path(config['init']).parent.name}/student.pt" if config.get("init") else ""
+    init = (f" --init {config['init']}" if from_bundle(config)
+            else f" --init runs/{Path(config['init']).parent.name}/student.pt" if config.get("init") else "")
     part = f" --train {config['train']}" if config.get("train", "all") != "all" else ""
     fresh = " --fresh-prompts" if config.get("fresh_prompts") else ""
     fresh += " --teacher-objects" if config.get("teacher_objects") else ""
@@ -72,7 +87,9 @@ def _stage_text(number: int, run: Path) -> str:
     summary = _training_summary(run)
     boundary = config.get("boundary_weight", 0.0)
     return (f"Stage {number} (`runs/{run.name}`"
-            + (f", started from stage {number - 1}'s student" if config.get("init") else ", from scratch") + "): "
+            + (f", started from `{config['init']}` as released, sha256 {config.get('init_sha256', '?')[:12]}..., read back "
+               "from its ONNX with every batch-norm statistic frozen" if from_bundle(config)
+               else f", started from stage {number - 1}'s student" if config.get("init") else ", from scratch") + "): "
             f"normalised embedding MSE to the teacher + {config['prompt_weight']} x (box mask + 0.5 x click mask) "
             f"decoded through the frozen teacher decoder"
             + (" for a box and a click drawn anew on each labelled view at every mask term" if config.get("fresh_prompts") else "")
@@ -101,8 +118,9 @@ def write_model_card(path: Path, manifest: dict, run: Path) -> None:
     student = manifest["student"]
     parity = "\n".join(f"| {key} | {value} |" for key, value in manifest["parity"].items())
     stage_texts = "\n\n".join(_stage_text(number, stage) for number, stage in enumerate(stages, start=1))
-    commands = "\n".join([*(_cache_command(folder) for folder in caches),
-                          *(_train_command(config) for config in configs), manifest["command"]])
+    commands = "\n".join(dict.fromkeys([  # a released bundle's own commands first, when a stage started from it
+        *configs[0].get("init_commands", []), *(_cache_command(folder) for folder in caches),
+        *(_train_command(config) for config in configs), manifest["command"]]))
     text = f"""# {manifest['name']}: a student of LiteMedSAM
 
 An EfficientViT-style image encoder ({student['architecture']}: {student['params'] / 1e6:.2f} M parameters,

@@ -14,7 +14,9 @@ binary cross-entropy against the teacher decoder's probabilities plus a soft Dic
 frozen decoder answers them from its cached embedding) instead of reusing the one prompt the cache holds per view;
 ``--teacher-objects`` does the same for views with no label map, on what the teacher segments in them.
 A second stage starts from ``--init``; ``--train refiner`` then trains only the refiner a student like
-``effvit-s-hr`` adds to the first stage's architecture, measuring what that capacity alone brings.
+``effvit-s-hr`` adds to the first stage's architecture, measuring what that capacity alone brings. ``--init``
+also takes a released bundle's ``encoder.onnx`` (read back by ``student_readback``), so a later stage can start
+from what shipped after the run that made it is gone.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imis_lite.bundle import sha256_of
+
 from .corpus import held_out_keys
-from .model_card import cpu_name
+from .model_card import cpu_name, reproduce_commands
 from .prompt_sampling import content_shape, largest_part, random_region, region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
+from .student_readback import student_from_onnx
 from .teacher_cache import TeacherCache
 from .teachers import decode_prompts, load_teacher
 
@@ -208,12 +213,17 @@ def select_trained(student: torch.nn.Module, part: str) -> list[torch.nn.Paramet
     return [parameter for parameter in student.parameters() if parameter.requires_grad]
 
 
-def set_training_mode(student: torch.nn.Module, part: str) -> None:
-    """Training mode for what is trained; frozen parts keep their batch-norm statistics."""
+def set_training_mode(student: torch.nn.Module, part: str, frozen_norm: bool = False) -> None:
+    """Training mode for what is trained; frozen parts keep their batch-norm statistics, and so does every part
+    of a student read back from ONNX (``frozen_norm``: its batch norms hold the folded identity, not statistics)."""
     student.train()
     if part == "refiner":
         for name, module in student.named_children():
             if name != "refiner":
+                module.eval()
+    if frozen_norm:
+        for module in student.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
                 module.eval()
 
 
@@ -253,6 +263,7 @@ def train(args: argparse.Namespace) -> Path:
     objective = Objective(teacher, embedding_scale=args.embedding_scale, prompt_weight=args.prompt_weight,
                           boundary_weight=args.boundary_weight).to(device)
     trained = select_trained(student, args.train)
+    from_onnx = args.init is not None and args.init.suffix == ".onnx"
     optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
@@ -264,7 +275,9 @@ def train(args: argparse.Namespace) -> Path:
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed at step %d", step)
     elif args.init:
-        load_init(student, torch.load(args.init, map_location=device, weights_only=True))
+        start = (student_from_onnx(args.init, args.student, channels).state_dict() if from_onnx
+                 else torch.load(args.init, map_location=device, weights_only=True))
+        load_init(student, start)
         log.info("started from %s", args.init)
     model = student
     if world > 1:
@@ -276,6 +289,8 @@ def train(args: argparse.Namespace) -> Path:
               "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
               "out_channels": channels, "params": count_parameters(student), "cpu": cpu_name(),
               "gflops": count_gflops(build_student(args.student, out_channels=channels))}
+    if from_onnx:
+        config.update(init_sha256=sha256_of(args.init), init_commands=reproduce_commands(args.init.parent / "MODEL_CARD.md"))
     if rank == 0:
         (out / "config.json").write_text(json.dumps(config, indent=1))
     started = time.time() - elapsed
@@ -287,7 +302,7 @@ def train(args: argparse.Namespace) -> Path:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         picked = train_items[rng.choice(len(train_items), size=args.batch, replace=len(train_items) < args.batch)]
         batch = caches.batch(picked, device)
-        set_training_mode(student, args.train)
+        set_training_mode(student, args.train, frozen_norm=from_onnx)
         with autocast:
             embedding = model(batch["images"])
         with_prompts = step % args.prompt_every == 0
@@ -351,7 +366,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--extra-cache", type=Path, action="append", default=[],
                         help="another cache of the same teacher pooled with --cache (e.g. small sources, more views)")
     parser.add_argument("--max-views", type=int, help="use at most the first N views of each cache (a cache stopped early)")
-    parser.add_argument("--init", type=Path, help="student.pt to start from (a second stage); ignored when resuming")
+    parser.add_argument("--init", type=Path, help="student.pt to start from (a second stage), or a bundle's encoder.onnx "
+                        "(read back; batch-norm statistics then stay frozen); ignored when resuming")
     parser.add_argument("--student", choices=sorted(STUDENTS), default="effvit-s")
     parser.add_argument("--train", choices=("all", "refiner"), default="all",
                         help="refiner: train only a refiner added to an --init student (what extra capacity adds)")

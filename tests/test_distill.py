@@ -373,3 +373,43 @@ def test_exported_decoder_computes_the_positional_encoding_instead_of_storing_it
     feeds = {"image_embeddings": embedding.numpy(), "sparse_prompt": sparse.numpy(), "dense_prompt": dense.numpy()}
     logits, _ = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
     assert np.abs(logits - expected.numpy()).max() < 1e-3
+
+
+def test_a_shipped_students_onnx_reads_back_into_pytorch_with_its_answers():
+    import onnxruntime
+    from imis_lite.bundle import load_bundle
+    from imis_lite.distill.corpus import DEFAULT_CORPUS, read_corpus
+    from imis_lite.distill.student_readback import student_from_onnx
+    from imis_lite.preprocess import encoder_input
+
+    encoder = load_bundle("effvit-s-hr").verified_path("encoder.onnx")
+    student = student_from_onnx(encoder, "effvit-s-hr")
+    image = next(i for i in read_corpus(DEFAULT_CORPUS.resolve()) if i.source == "kvasir_seg")
+    tensor = encoder_input(image.image(), 256)[0]
+    expected = onnxruntime.InferenceSession(str(encoder), providers=["CPUExecutionProvider"]).run(None, {"image": tensor})[0]
+    with torch.no_grad():
+        got = student(torch.from_numpy(tensor)).numpy()
+    assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
+    with pytest.raises(ValueError, match="not an export of this student"):
+        student_from_onnx(encoder, "effvit-s")  # no refiner: fewer convolutions
+
+
+def test_a_stage_started_from_a_bundles_onnx_keeps_its_folded_batch_norms(tiny_cache, tmp_path):
+    from imis_lite.bundle import load_bundle
+    from imis_lite.distill import train
+    from imis_lite.distill.student_readback import student_from_onnx
+
+    encoder = load_bundle("effvit-s-hr").verified_path("encoder.onnx")
+    out = tmp_path / "from-bundle"
+    assert train.main(["--cache", str(tiny_cache.folder), "--batch", "2", "--log-every", "1", "--validation-every", "3",
+                       "--out", str(out), "--steps", "2", "--warmup", "1", "--student", "effvit-s-hr",
+                       "--init", str(encoder)]) == 0
+    start, trained = student_from_onnx(encoder, "effvit-s-hr").state_dict(), torch.load(out / "student.pt")
+    statistics = [name for name in start if "running_" in name]
+    assert statistics and all(torch.equal(start[name], trained[name]) for name in statistics)  # frozen, not batch stats
+    assert not torch.equal(start["stem.0.0.weight"], trained["stem.0.0.weight"])  # the whole network trained
+    from imis_lite.distill.model_card import _train_command, training_stages
+    config = json.loads((out / "config.json").read_text())
+    assert training_stages(out) == [out]  # the bundle is where the chain of runs starts
+    assert f"--init {encoder}" in _train_command(config)
+    assert any("--out runs/effvit-s-hr-fresh" in line for line in config["init_commands"])  # the bundle's own card
