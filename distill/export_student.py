@@ -5,7 +5,9 @@
 Writes the student encoder as ONNX (fp32, read by both engines), an ONNX Runtime INT8 encoder (static QDQ,
 per-channel, calibrated on permissive corpus images), an OpenVINO + NNCF INT8 encoder (same calibration),
 the teacher's prompt encoder, manifest.json and MODEL_CARD.md. The mask decoder is the teacher's, unchanged:
-the bundle names the teacher bundle's decoder file (by sha256) instead of shipping a second copy.
+the bundle names the teacher bundle's decoder file (by sha256) instead of shipping a second copy, and when an
+interactive prompt path is installed in that bundle (``export_interactive``) the student takes it too: the
+click output of the same decoder, its prompt encoder, and the record in manifest and model card.
 Nothing is installed unless every variant passes its parity check against the PyTorch student.
 """
 
@@ -28,6 +30,7 @@ from imis_lite.preprocess import encoder_input
 
 from .bundle_writer import export_main, install_bundle, prompt_encoder_arrays, write_manifest
 from .corpus import calibration_and_validation
+from .export_interactive import card_section
 from .model_card import training_license_classes, training_stages, write_model_card
 from .onnx_wrappers import export_encoder
 from .parity import check_bundle
@@ -80,7 +83,11 @@ def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation
         (staging / "openvino").mkdir(parents=True)
         log.info("exporting ONNX")
         export_encoder(student, 256, str(staging / "encoder.onnx"))
-        np.savez(staging / "prompt_encoder.npz", **prompt_encoder_arrays(net.prompt_encoder))
+        interactive = teacher_bundle.manifest.get("interactive")
+        if interactive:  # the shared decoder carries a trained click path: so does this bundle, prompt encoder and all
+            shutil.copy(teacher_bundle.verified_path(teacher_bundle.manifest["prompt_encoder"]), staging / "prompt_encoder.npz")
+        else:
+            np.savez(staging / "prompt_encoder.npz", **prompt_encoder_arrays(net.prompt_encoder))
         keep_float = attention_nodes(staging / "encoder.onnx")
         log.info("quantizing: onnxruntime int8 (static QDQ, %d calibration images, %d attention nodes float)",
                  len(tensors), len(keep_float))
@@ -120,12 +127,17 @@ def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation
             "command": f"python -m imis_lite.distill.export_student --run {run} --out {out}",
             "tools": {pkg: version(pkg) for pkg in ("torch", "onnx", "onnxruntime", "openvino", "nncf")},
         }
+        if interactive:
+            manifest.update(interactive=interactive, click_channel=teacher_bundle.manifest["click_channel"])
         shared = {shared_decoder: teacher_bundle.manifest["files"]["decoder.onnx"]}
         write_manifest(staging, manifest, extra=shared)
         log.info("checking parity against PyTorch on %d held-out corpus images", len(validation))
         manifest["parity"] = check_bundle(staging, net, validation)
         manifest["export_seconds"] = round(time.time() - started, 1)
         write_model_card(staging / "MODEL_CARD.md", manifest, run)
+        if interactive:
+            with (staging / "MODEL_CARD.md").open("a") as card:
+                card.write("\n" + card_section(interactive))
         write_manifest(staging, manifest, extra=shared)
         install_bundle(staging, out, force)
     return manifest

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from imis_lite.bundle import sha256_of
 
 from .corpus import held_out_keys
-from .model_card import cpu_name, reproduce_commands
+from .model_card import cpu_name, from_bundle, reproduce_commands
 from .prompt_sampling import content_shape, largest_part, random_region, region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
 from .student_readback import student_from_onnx
@@ -227,6 +227,14 @@ def set_training_mode(student: torch.nn.Module, part: str, frozen_norm: bool = F
                 module.eval()
 
 
+def inherited_frozen_norm(init: Path) -> bool:
+    """Whether the run that saved ``init`` kept its batch norms frozen (it started from a bundle's ONNX): a stage
+    after it must too, its statistics are still the folded identity."""
+    path = init.parent / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    return bool(config.get("frozen_norm") or from_bundle(config))
+
+
 def learning_rate(step: int, steps: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to zero at ``steps``."""
     if step < warmup:
@@ -264,6 +272,7 @@ def train(args: argparse.Namespace) -> Path:
                           boundary_weight=args.boundary_weight).to(device)
     trained = select_trained(student, args.train)
     from_onnx = args.init is not None and args.init.suffix == ".onnx"
+    frozen_norm = from_onnx or (args.init is not None and inherited_frozen_norm(args.init))
     optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
@@ -285,7 +294,7 @@ def train(args: argparse.Namespace) -> Path:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and args.amp)
     rng = np.random.default_rng([args.seed, step, rank])
     config = {**vars(args), "cache": str(args.cache), "extra_cache": [str(c) for c in args.extra_cache],
-              "init": str(args.init) if args.init else None, "out": str(out), "world_size": world, "device": str(device),
+              "init": str(args.init) if args.init else None, "frozen_norm": frozen_norm, "out": str(out), "world_size": world, "device": str(device),
               "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
               "out_channels": channels, "params": count_parameters(student), "cpu": cpu_name(),
               "gflops": count_gflops(build_student(args.student, out_channels=channels))}
@@ -302,7 +311,7 @@ def train(args: argparse.Namespace) -> Path:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         picked = train_items[rng.choice(len(train_items), size=args.batch, replace=len(train_items) < args.batch)]
         batch = caches.batch(picked, device)
-        set_training_mode(student, args.train, frozen_norm=from_onnx)
+        set_training_mode(student, args.train, frozen_norm=frozen_norm)
         with autocast:
             embedding = model(batch["images"])
         with_prompts = step % args.prompt_every == 0

@@ -149,6 +149,12 @@ def test_training_command_resumes_and_export_matches_pytorch(tiny_cache, tmp_pat
     assert manifest["student"]["gflops"] <= TEACHER_GFLOPS / 15
     assert manifest["files"]["../litemedsam/decoder.onnx"]["sha256"]
     assert "permissive" in (bundle / "MODEL_CARD.md").read_text()
+    from imis_lite.bundle import load_bundle
+    from imis_lite.distill.export_interactive import SECTION
+    teacher = load_bundle("litemedsam").manifest  # its decoder carries the trained click output: so must the student
+    assert manifest["click_channel"] == teacher["click_channel"] and manifest["interactive"] == teacher["interactive"]
+    assert manifest["files"]["prompt_encoder.npz"]["sha256"] == teacher["files"]["prompt_encoder.npz"]["sha256"]
+    assert SECTION in (bundle / "MODEL_CARD.md").read_text()
 
 
 def test_boundary_band_is_the_ring_between_dilation_and_erosion():
@@ -413,3 +419,5 @@ def test_a_stage_started_from_a_bundles_onnx_keeps_its_folded_batch_norms(tiny_c
     assert training_stages(out) == [out]  # the bundle is where the chain of runs starts
     assert f"--init {encoder}" in _train_command(config)
     assert any("--out runs/effvit-s-hr-fresh" in line for line in config["init_commands"])  # the bundle's own card
+    assert config["frozen_norm"] and train.inherited_frozen_norm(out / "student.pt")  # and a stage after this one
+    assert not train.inherited_frozen_norm(tmp_path / "elsewhere" / "student.pt")
