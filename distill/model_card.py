@@ -38,12 +38,20 @@ def training_stages(run: Path) -> list[Path]:
     return stages
 
 
+def _section(card: Path, heading: str) -> str:
+    parts = card.read_text().split(f"\n{heading}\n", 1) if card.is_file() else []
+    return parts[1].split("\n## ", 1)[0].strip() if len(parts) == 2 else ""
+
+
 def reproduce_commands(card: Path) -> list[str]:
     """The commands of a model card's Reproduce block (what made that bundle's encoder), or none."""
-    if not card.is_file():
-        return []
-    block = card.read_text().split("## Reproduce\n```\n", 1)
-    return block[1].split("```", 1)[0].strip().splitlines() if len(block) == 2 else []
+    block = _section(card, "## Reproduce").split("```")
+    return block[1].strip().splitlines() if len(block) > 1 else []
+
+
+def training_paragraphs(card: Path) -> list[str]:
+    """A model card's stage paragraphs (its Training section), for the card of a stage that starts from it."""
+    return [paragraph for paragraph in _section(card, "## Training").split("\n\n") if paragraph.strip()]
 
 
 def stage_caches(stages: list[Path]) -> list[Path]:
@@ -64,7 +72,7 @@ def _cache_command(folder: Path) -> str:
     excluded = meta.get("exclude_sources", [])
     return (f"python -m imis_lite.distill.teacher_cache --out runs/{folder.name} --views {meta['views_per_image']} "
             f"--seed {meta['seed']}" + (f" --exclude-sources {','.join(excluded)}" if excluded else "")
-            + (f" --limit {used}" if used < meta["count"] else ""))  # a cache stopped early
+            + f" --limit {used}")  # the views trained on: a cache limited, or stopped early
 
 
 def _train_command(config: dict) -> str:
@@ -117,7 +125,9 @@ def write_model_card(path: Path, manifest: dict, run: Path) -> None:
     views = " + ".join(f"{count} (`{folder.name}`)" for folder, count in zip(caches, used))
     student = manifest["student"]
     parity = "\n".join(f"| {key} | {value} |" for key, value in manifest["parity"].items())
-    stage_texts = "\n\n".join(_stage_text(number, stage) for number, stage in enumerate(stages, start=1))
+    earlier = configs[0].get("init_training", [])  # a released bundle's own stages, when a stage started from it
+    stage_texts = "\n\n".join([*earlier, *(_stage_text(number, stage)
+                                             for number, stage in enumerate(stages, start=len(earlier) + 1))])
     commands = "\n".join(dict.fromkeys([  # a released bundle's own commands first, when a stage started from it
         *configs[0].get("init_commands", []), *(_cache_command(folder) for folder in caches),
         *(_train_command(config) for config in configs), manifest["command"]]))

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from imis_lite.bundle import sha256_of
 
 from .corpus import held_out_keys
-from .model_card import cpu_name, from_bundle, reproduce_commands
+from .model_card import cpu_name, from_bundle, reproduce_commands, training_paragraphs
 from .prompt_sampling import content_shape, largest_part, random_region, region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
 from .student_readback import student_from_onnx
@@ -299,7 +299,9 @@ def train(args: argparse.Namespace) -> Path:
               "out_channels": channels, "params": count_parameters(student), "cpu": cpu_name(),
               "gflops": count_gflops(build_student(args.student, out_channels=channels))}
     if from_onnx:
-        config.update(init_sha256=sha256_of(args.init), init_commands=reproduce_commands(args.init.parent / "MODEL_CARD.md"))
+        card = args.init.parent / "MODEL_CARD.md"
+        config.update(init_sha256=sha256_of(args.init), init_commands=reproduce_commands(card),
+                      init_training=training_paragraphs(card))
     if rank == 0:
         (out / "config.json").write_text(json.dumps(config, indent=1))
     started = time.time() - elapsed
