@@ -124,7 +124,7 @@ def build(run: Path, out: Path, corpus: Path, calibration_count: int, validation
                 "stages": [stage_record(stage) for stage in training_stages(run)],
             },
             "calibration": {"corpus_license_classes": ["permissive"], "images": [str(i.path.relative_to(corpus)) for i in calibration]},
-            "command": f"python -m imis_lite.distill.export_student --run {run} --out {out}",
+            "command": f"python -m imis_lite.distill.export_student --run {run} --out {out}" + (" --force" if force else ""),
             "tools": {pkg: version(pkg) for pkg in ("torch", "onnx", "onnxruntime", "openvino", "nncf")},
         }
         if interactive:
