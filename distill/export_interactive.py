@@ -126,6 +126,7 @@ def run_record(run: Path) -> dict:
         "hardware": f"{cpu_name()}, {config['threads'] or 'all'} threads",
         "embeddings": _embeddings_source(config),
         "trained": config.get("train", "prompt"), "trained_parameters": config["trained_parameters"],
+        "box_target": "teacher" if _distils_boxes(config) else None,
         "train_objects": config["train_objects"],
         "license_classes": cache_meta["license_classes"],
         "masked_sources": _object_sources(config),
@@ -161,10 +162,17 @@ def _training_command(run: Path) -> str:
         + (f" --student-bundle {config['student_bundle']}" if config.get("student_bundle") else "")
         + (f" --train {config['train']}" if config.get("train", "prompt") != "prompt" else "")
         + (f" --box-weight {config['box_weight']}" if config.get("train") == "decoder" else "")
+        + (f" --box-target teacher --boundary-weight {config['boundary_weight']}" if _distils_boxes(config) else "")
         + (f" --init runs/{Path(config['init']).parent.name}/last.pt" if config.get("init") else "")
+        + (f" --init-bundle {config['init_bundle']}" if config.get("init_bundle") else "")
         + (" --local" if config.get("local") else "")
         + (f" --reach-weight {config['reach_weight']}" if config.get("reach_weight") else "")
         + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}")
+
+
+def _distils_boxes(config: dict) -> bool:
+    """A decoder run whose box answers learned the teacher's (``--box-target teacher``), not held in place."""
+    return config.get("train") == "decoder" and config.get("box_target") == "teacher"
 
 
 def _object_sources(config: dict) -> list[str]:
@@ -186,6 +194,9 @@ def card_section(record: dict) -> str:
     if record.get("trained") == "decoder":
         what += " and every other layer of the mask decoder"
         frozen = "Encoder frozen; box-only logits held to the original decoder's by a squared-drift term"
+        if record.get("box_target") == "teacher":
+            frozen = ("Encoder frozen; box-only answers distilled from the teacher's (LiteMedSAM's embedding of the"
+                      " same view through its original decoder: BCE with the mask edge up-weighted, + soft Dice)")
         box_note = ("Box-only prompts read mask output 0 of the same decoder, whose shared layers moved: their held-out"
                     " DSC is the first number of each curve below; the benchmark measures it on the shared cases.")
     stages = ""

@@ -22,6 +22,10 @@ copy of channel 0's), read whenever clicks or a mask input are present: the box 
 shared layer) stays bit-identical and the decoder file keeps its size. ``--train decoder`` trains the whole
 mask decoder as well (4.1 M parameters, clicks still read channel 1); the box answer (channel 0) is held to
 the frozen decoder's by a logit regulariser on every step (``--box-weight``), since the shared layers move.
+For a student (``--student-bundle``), ``--box-target teacher`` turns that term into distillation instead: the
+box answer from the student's embedding learns the teacher's answer from the teacher's own cached embedding
+(``train.mask_loss``, ``--boundary-weight``), so the student gets a decoder tuned to its embeddings; with
+``--init-bundle litemedsam`` it starts from the shipped decoder and its trained click head.
 ``--local`` plays the rounds before the graded one as the runtime shows them (``imis_lite.corrections``: each
 answer kept only where it reaches its click, asked once more when it ignores the click), so later clicks land
 where a user of the runtime would put them; ``--reach-weight`` adds a BCE term inside the disc around the graded
@@ -51,19 +55,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from imis_lite.benchmarks.clicks import next_click
+from imis_lite.bundle import load_bundle
 from imis_lite.corrections import click_disc, ignores_click, local_update
 from imis_lite.metrics import dice
 
 from .prompt_sampling import region_prompts
+from .reference import shipped_litemedsam
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
 from .train import learning_rate, split_items
+from .train import mask_loss as distillation_mask_loss
 
 log = logging.getLogger("imis_lite.distill")
 
 MIN_OBJECT_PIXELS = 16
 EPISODES = ("box", "click", "prior")
 TRAINED = ("prompt", "click-head", "decoder")
+BOX_TARGETS = ("frozen", "teacher")
 CLICK_CHANNEL = 1  # the mask output that ``--train click-head`` teaches to answer clicks and mask input
 SHARED_LR_SCALE = 0.1  # ``--train decoder``: the pretrained layers a box shares, relative to --lr
 
@@ -79,14 +87,15 @@ def click_head(mask_decoder) -> torch.nn.Module:
     return mask_decoder.output_hypernetworks_mlps[CLICK_CHANNEL]
 
 
-def trainable(net, train: str) -> list[dict]:
+def trainable(net, train: str, trained_click_head: bool = False) -> list[dict]:
     """Parameter groups of what ``--train`` names, each with its share of the learning rate: the pretrained
     layers every prompt shares move ten times slower than the prompt path and the click head, which starts
-    as a copy of the box head."""
+    as a copy of the box head unless ``net`` comes with one trained (``--init-bundle``)."""
     groups = [{"params": prompt_parameters(net.prompt_encoder), "lr_scale": 1.0}]
     if train != "prompt":
         head = click_head(net.mask_decoder)
-        head.load_state_dict(net.mask_decoder.output_hypernetworks_mlps[0].state_dict())
+        if not trained_click_head:
+            head.load_state_dict(net.mask_decoder.output_hypernetworks_mlps[0].state_dict())
         groups[0]["params"] += list(head.parameters())
     if train == "decoder":
         in_head = {id(parameter) for parameter in head.parameters()}
@@ -209,6 +218,20 @@ def box_drift(interaction: Interaction, frozen: Interaction, embedding: torch.Te
     return F.mse_loss(interaction(embedding, boxes, None, None, None), reference)
 
 
+def box_distillation(interaction: Interaction, frozen: Interaction, embedding: torch.Tensor,
+                     teacher_embedding: torch.Tensor, truth: np.ndarray, rng: np.random.Generator,
+                     boundary_weight: float) -> torch.Tensor:
+    """The distillation mask loss (``train.mask_loss``: BCE against the teacher's probabilities, its edge band
+    up-weighted, + soft Dice) of the box-only answer from the student's embedding against the teacher's whole
+    answer (its own embedding through the frozen decoder): a decoder tuned to a student's embeddings learns to
+    draw the teacher's boundary from them, which the frozen decoder, fed a student's coarser embedding, does
+    not."""
+    boxes = torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+    with torch.no_grad():
+        reference = frozen(teacher_embedding, boxes, None, None, None)
+    return distillation_mask_loss(interaction(embedding, boxes, None, None, None), reference, boundary_weight).mean()
+
+
 def mask_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice against the ground-truth object, averaged over the batch."""
     bce = F.binary_cross_entropy_with_logits(logits, truth, reduction="none").mean(dim=(1, 2))
@@ -310,10 +333,12 @@ def train(args: argparse.Namespace) -> Path:
     cache = TeacherCache(args.cache)
     if cache.meta["teacher"] != "litemedsam":
         raise SystemExit("interactive training needs a cache of the litemedsam teacher (its decoder is the one shipped)")
-    net = load_litemedsam()
+    if args.box_target == "teacher" and (args.train != "decoder" or (args.student_run is None and args.student_bundle is None)):
+        raise SystemExit("--box-target teacher tunes the whole decoder to a student: give --train decoder and --student-bundle or --student-run")
+    net, click_channel = shipped_litemedsam(load_bundle(args.init_bundle).root) if args.init_bundle else (load_litemedsam(), 0)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    groups = trainable(net, args.train)
+    groups = trainable(net, args.train, trained_click_head=click_channel == CLICK_CHANNEL)
     trained = [parameter for group in groups for parameter in group["params"]]
     for parameter in trained:
         parameter.requires_grad_(True)
@@ -359,7 +384,11 @@ def train(args: argparse.Namespace) -> Path:
         loss = mask_loss(logits[:, 0], target)
         if args.reach_weight and reach is not None:
             loss = loss + args.reach_weight * reach_loss(logits[:, 0], target, torch.from_numpy(reach))
-        if frozen is not None:
+        if frozen is not None and args.box_target == "teacher":
+            teacher_embedding = torch.from_numpy(cache["embeddings"][picked[:, 0]].astype(np.float32))
+            drift = box_distillation(interaction, frozen, embedding, teacher_embedding, truth, rng, args.boundary_weight)
+            loss = loss + args.box_weight * drift
+        elif frozen is not None:
             drift = box_drift(interaction, frozen, embedding, truth, rng)
             loss = loss + args.box_weight * drift
         optimizer.zero_grad(set_to_none=True)
@@ -371,7 +400,7 @@ def train(args: argparse.Namespace) -> Path:
             record = {"step": step, "loss": round(loss.item(), 5), "episode": episode, "round": graded_round,
                       "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1)}
             if frozen is not None:
-                record["box_drift"] = round(drift.item(), 5)
+                record["box_distillation" if args.box_target == "teacher" else "box_drift"] = round(drift.item(), 5)
             if step % (args.log_every * 10) == 0 or step == args.steps:
                 record["validation"] = evaluate(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)
             (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
@@ -394,13 +423,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     students.add_argument("--student-bundle", help="... or on a shipped student bundle's (name or folder; its fp32 ONNX encoder)")
     parser.add_argument("--train", choices=TRAINED, default="prompt",
                         help="the prompt path only, or also the decoder's click head (mask output 1), or the whole decoder")
-    parser.add_argument("--init", type=Path, help="a run's last.pt to start from (a second stage); ignored when resuming")
+    starts = parser.add_mutually_exclusive_group()
+    starts.add_argument("--init", type=Path, help="a run's last.pt to start from (a second stage); ignored when resuming")
+    starts.add_argument("--init-bundle",
+                        help="start from a shipped litemedsam-decoder bundle's prompt encoder and decoder (name or folder), "
+                             "its trained click head included; ignored when resuming")
     parser.add_argument("--local", action="store_true",
                         help="place each round's click on the mask the runtime shows (imis_lite.corrections), not the whole answer")
     parser.add_argument("--reach-weight", type=float, default=0.0,
                         help="weight of a BCE term inside the disc around the graded round's last click")
     parser.add_argument("--box-weight", type=float, default=1.0,
-                        help="--train decoder: weight of the box-only logits' squared drift from the frozen decoder")
+                        help="--train decoder: weight of the box-only term (see --box-target)")
+    parser.add_argument("--box-target", choices=BOX_TARGETS, default="frozen",
+                        help="--train decoder: hold box answers to the frozen decoder's on the same embedding (squared "
+                             "logit drift), or, for a student, distil the teacher's answer from its own embedding")
+    parser.add_argument("--boundary-weight", type=float, default=0.0,
+                        help="--box-target teacher: up-weight the BCE in a band around the teacher's mask edge (as distill.train)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="clicks after the first prompt")

@@ -277,3 +277,79 @@ def test_a_student_click_head_goes_to_the_student_alone_and_leaves_the_teachers_
         assert np.array_equal(shipped.predict(box=box)[2], installed.predict(box=box)[2])
         same_clicks = np.array_equal(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
         assert same_clicks != clicks_change
+
+
+def test_box_distillation_scores_the_decoders_box_answer_against_the_teachers(tiny_cache, teacher):
+    from imis_lite.distill.train import mask_loss
+
+    views = np.array([0, 1])
+    teacher_embedding = train_interactive.Embeddings(tiny_cache, None)(views)
+    student_embedding = train_interactive.Embeddings(tiny_cache, None, "effvit-s-hr")(views)
+    truth = np.zeros((2, 256, 256), bool)
+    truth[:, 60:140, 80:170] = True
+    interaction = train_interactive.Interaction(teacher)
+    with torch.no_grad():
+        itself, from_student = (train_interactive.box_distillation(
+            interaction, interaction, embedding, teacher_embedding, truth, np.random.default_rng(0), 4.0)
+            for embedding in (teacher_embedding, student_embedding))
+        boxes = torch.from_numpy(np.stack([train_interactive.region_prompts(r, r.shape, np.random.default_rng(0))[0]
+                                           for r in truth[:1]]))
+        answer = interaction(teacher_embedding[:1], boxes, None, None, None)
+    assert itself.item() < from_student.item()  # the teacher's own answer is the closest one
+    rng = np.random.default_rng(0)
+    first_box_only = train_interactive.box_distillation(interaction, interaction, teacher_embedding[:1],
+                                                        teacher_embedding[:1], truth[:1], rng, 4.0)
+    assert first_box_only.item() == pytest.approx(mask_loss(answer, answer, 4.0).mean().item(), rel=1e-5)
+
+
+def test_box_distillation_needs_a_student_and_the_whole_decoder(tiny_cache, tmp_path):
+    args = ["--cache", str(tiny_cache.folder), "--out", str(tmp_path), "--box-target", "teacher"]
+    with pytest.raises(SystemExit, match="--student-bundle"):
+        train_interactive.main([*args, "--train", "decoder"])
+    with pytest.raises(SystemExit, match="--train decoder"):
+        train_interactive.main([*args, "--train", "click-head", "--student-bundle", "effvit-s-hr"])
+
+
+@pytest.fixture(scope="module")
+def student_decoder_run(tiny_cache, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("student-decoder")
+    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
+            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.01", "--threads", "2",
+            "--train", "decoder", "--steps", "2", "--student-bundle", "effvit-s-hr", "--init-bundle", "litemedsam",
+            "--box-target", "teacher", "--boundary-weight", "4"]
+    assert train_interactive.main(args) == 0
+    return folder
+
+
+def test_a_student_decoder_starts_from_the_shipped_click_head_and_records_how_it_was_made(student_decoder_run,
+                                                                                          shipped_teacher, tmp_path):
+    from imis_lite.predictor import Segmenter
+
+    from .conftest import load_case
+
+    state = torch.load(student_decoder_run / "last.pt", map_location="cpu", weights_only=False)["net"]
+    shipped = shipped_teacher[0].state_dict()
+    head = "mask_decoder.output_hypernetworks_mlps.1.layers.0.weight"
+    box_head = "mask_decoder.output_hypernetworks_mlps.0.layers.0.weight"
+    moved = (state[head] - shipped[head]).abs().max().item()
+    assert 0 < moved < (state[head] - shipped[box_head]).abs().max().item()  # trained on from the shipped head
+    weights = tmp_path / "weights"
+    for name in ("litemedsam", "effvit-s-hr"):
+        shutil.copytree(shipped_weights_dir() / name, weights / name)
+    teacher_decoder = sha256_of(weights / "litemedsam" / "decoder.onnx")
+    assert export_interactive.main(["--run", str(student_decoder_run), "--bundle", str(weights / "effvit-s-hr")]) == 0
+    manifest = json.loads((weights / "effvit-s-hr" / "manifest.json").read_text())
+    record = manifest["interactive"]
+    assert record["box_target"] == "teacher" and record["box_logit_max_change_random_inputs"] > 0
+    assert "--box-target teacher --boundary-weight 4.0" in record["command"]
+    assert "--init-bundle litemedsam" in record["command"]
+    assert "distilled from the teacher's" in (weights / "effvit-s-hr" / "MODEL_CARD.md").read_text()
+    assert sha256_of(weights / "litemedsam" / "decoder.onnx") == teacher_decoder
+    case = load_case("cases_2d/btcv_ABD_001_110.npz")
+    box = np.array([300, 250, 420, 380])
+    answers = []
+    for segmenter in (Segmenter("effvit-s-hr", threads=2), Segmenter(str(weights / "effvit-s-hr"), threads=2)):
+        segmenter.set_image(case["imgs"])
+        answers.append(segmenter.predict(box=box))
+    assert not np.allclose(answers[0][2], answers[1][2])  # box answers come from the tuned decoder
+    assert dice(answers[0][0], answers[1][0]) > 0.8  # two small steps
