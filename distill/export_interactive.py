@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 from imis_lite.bundle import MANIFEST
 
 from .bundle_writer import prompt_encoder_arrays, rewrite_manifest
-from .model_card import cpu_name
+from .model_card import OWN_DECODER_NOTE, SHARED_DECODER_NOTE, cpu_name
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
 from .train import split_items
@@ -149,8 +150,20 @@ def _embeddings_source(config: dict) -> str:
 
 
 def training_commands(run: Path) -> str:
-    """The train_interactive command of each stage that made the run, the first stage first."""
-    return "\n".join(_training_command(stage) for stage in stages(run))
+    """The train_interactive command of each stage that made the run, the first stage first, after what made
+    the bundle a first stage started from (``--init-bundle``): its own recorded commands and their install."""
+    made_by = stages(run)
+    first = json.loads((made_by[0] / "config.json").read_text())
+    earlier = []
+    if first.get("init_bundle"):
+        from imis_lite.bundle import load_bundle
+
+        bundle = load_bundle(first["init_bundle"])
+        record = bundle.manifest.get("interactive")
+        if record:
+            earlier = [record["command"], f"python -m imis_lite.distill.export_interactive --run runs/{record['run']} "
+                                          f"--bundle weights/{bundle.root.name}"]
+    return "\n".join([*earlier, *(_training_command(stage) for stage in made_by)])
 
 
 def _training_command(run: Path) -> str:
@@ -272,6 +285,8 @@ def install(bundle: Path, arrays: dict[str, np.ndarray], record: dict, own_decod
     card = bundle / CARD
     if card.is_file():
         text = card.read_text().split(SECTION)[0].rstrip() + "\n\n"
+        if own_decoder:
+            text = re.sub(r"\s+".join(map(re.escape, SHARED_DECODER_NOTE.split())), OWN_DECODER_NOTE, text)
     else:
         text = f"# {manifest['name']}\n\nSource, export command and parity: manifest.json.\n\n"
     card.write_text(text + card_section(record))  # before the manifest, which hashes it

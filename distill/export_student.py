@@ -7,8 +7,9 @@ per-channel, calibrated on permissive corpus images), an OpenVINO + NNCF INT8 en
 the teacher's prompt encoder, manifest.json and MODEL_CARD.md. The mask decoder is the teacher's, unchanged:
 the bundle names the teacher bundle's decoder file (by sha256) instead of shipping a second copy, and when an
 interactive prompt path is installed in that bundle (``export_interactive``) the student takes it too: the
-click output of the same decoder, its prompt encoder, and the record in manifest and model card.
-Nothing is installed unless every variant passes its parity check against the PyTorch student.
+click output of the same decoder, its prompt encoder, and the record in manifest and model card. A decoder an
+earlier encoder of the bundle was given (``train_interactive --box-target teacher``) is not kept: it was tuned to
+that encoder's embeddings, so tune one again for the new encoder. Nothing is installed unless every variant passes its parity check against the PyTorch student.
 """
 
 from __future__ import annotations

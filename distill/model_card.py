@@ -7,6 +7,13 @@ import platform
 from pathlib import Path
 
 
+#: what a student card says of its decoder at export; ``export_interactive`` rewrites it when it gives the
+#: bundle a decoder of its own
+SHARED_DECODER_NOTE = ("The mask decoder is LiteMedSAM's, unchanged (the bundle uses `../litemedsam/decoder.onnx`, checked"
+                  " by sha256), and so is the prompt encoder's box path.")
+OWN_DECODER_NOTE = ("The mask decoder is LiteMedSAM's, tuned for this encoder (the bundle's own `decoder.onnx`; see"
+               " \"Interactive prompt path\" below), and the prompt encoder's box path is LiteMedSAM's.")
+
 def _training_summary(run: Path) -> dict:
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     last = lines[-1]
@@ -135,8 +142,7 @@ def write_model_card(path: Path, manifest: dict, run: Path) -> None:
 
 An EfficientViT-style image encoder ({student['architecture']}: {student['params'] / 1e6:.2f} M parameters,
 {student['gflops']} GFLOPs per 256x256 image; LiteMedSAM's TinyViT: 5.73 M, 74.9 GFLOPs) distilled from
-LiteMedSAM. The mask decoder is LiteMedSAM's, unchanged (the bundle uses `../litemedsam/decoder.onnx`, checked
-by sha256), and so is the prompt encoder's box path. Licence: Apache-2.0, as the teacher.
+LiteMedSAM. {SHARED_DECODER_NOTE} Licence: Apache-2.0, as the teacher.
 
 ## Training data
 Only `../shared/corpus/`, license classes **{', '.join(classes)}**

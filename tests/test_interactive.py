@@ -343,7 +343,11 @@ def test_a_student_decoder_starts_from_the_shipped_click_head_and_records_how_it
     assert record["box_target"] == "teacher" and record["box_logit_max_change_random_inputs"] > 0
     assert "--box-target teacher --boundary-weight 4.0" in record["command"]
     assert "--init-bundle litemedsam" in record["command"]
-    assert "distilled from the teacher's" in (weights / "effvit-s-hr" / "MODEL_CARD.md").read_text()
+    shipped_chain = json.loads((shipped_weights_dir() / "litemedsam" / "manifest.json").read_text())["interactive"]
+    assert record["command"].startswith(shipped_chain["command"])  # the bundle it started from comes first
+    card = (weights / "effvit-s-hr" / "MODEL_CARD.md").read_text()
+    assert "distilled from the teacher's" in card
+    assert "tuned for this encoder" in card and "decoder is LiteMedSAM's, unchanged" not in card
     assert sha256_of(weights / "litemedsam" / "decoder.onnx") == teacher_decoder
     case = load_case("cases_2d/btcv_ABD_001_110.npz")
     box = np.array([300, 250, 420, 380])
