@@ -1,14 +1,15 @@
 """Install an interactively trained prompt path into shipped bundles: prompt_encoder.npz, manifest, model card,
 and, for a ``--train click-head`` or ``--train decoder`` run, the decoder with its trained click output.
 
-    python -m imis_lite.distill.export_interactive --run runs/interactive-litemedsam \\
-        --bundle weights/litemedsam --bundle weights/effvit-s-hr
+    python -m imis_lite.distill.export_interactive --run runs/interactive-clickhead --bundle weights/litemedsam
+    python -m imis_lite.distill.export_interactive --run runs/decoder-effvit-s-hr --bundle weights/effvit-s-hr
 
 Run after the bundle's own export (``export_litemedsam`` / ``export_student``), which writes LiteMedSAM's
 prompt encoder as it was. The box path (Fourier matrix, box-corner embeddings, no-mask embedding) is checked
 to be unchanged before anything is written, so box-only answers stay the bundle's own; a re-exported decoder
-of a click-head run must give mask output 0 bit-identical to LiteMedSAM's own decoder exported the same way
-(a decoder run moves it by design: its largest logit change is recorded), and every bundle sharing that file
+of a click-head run must give mask output 0 bit-identical to the decoder file it replaces, so it can neither
+move a box answer nor undo a decoder tuned to a student (a decoder run moves it by design: its largest logit
+change against the file it replaces is recorded), and every bundle sharing that file
 gets its new sha256 and ``click_channel`` in its manifest. A bundle that reads a sibling's decoder
 (``../litemedsam/decoder.onnx``) while that sibling is not installed into gets its own ``decoder.onnx``
 instead, so the sibling keeps its decoder and its manifest stays true: a click head trained on a student's
@@ -74,12 +75,12 @@ def _decoder_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return session.run(["low_res_logits"], feeds)[0]
 
 
-def replace_decoder(run: Path, decoder: Path, box_identical: bool) -> float:
-    """Write the run's decoder over ``decoder``; with ``box_identical``, only if its mask output 0 (the box
-    answer) is bit for bit LiteMedSAM's own decoder's, exported the same way. Returns the largest change of
-    mask output 0 on random inputs against LiteMedSAM's."""
-    import tempfile
-
+def stage_decoder(run: Path, current: Path, decoder: Path, box_identical: bool) -> tuple[Path, float]:
+    """Export the run's decoder next to ``decoder``, to replace ``current``, the file the bundle reads now (the
+    same path, or a sibling's it stops sharing); with ``box_identical``, only if its mask output 0 (the box
+    answer) is bit for bit that file's, so a click-head run can neither undo a decoder tuned to a student's
+    embeddings nor move a box answer. Returns the staged file and the largest change of mask output 0 on random
+    inputs against ``current``."""
     from .onnx_wrappers import export_decoder, sam_decoder_for_export
 
     rng = np.random.default_rng(0)
@@ -87,18 +88,30 @@ def replace_decoder(run: Path, decoder: Path, box_identical: bool) -> float:
              "sparse_prompt": rng.normal(0, 1, (2, 3, 256)).astype(np.float32),
              "dense_prompt": rng.normal(0, 0.1, (2, 256, 64, 64)).astype(np.float32)}
     staging = decoder.with_suffix(".tmp.onnx")
-    with tempfile.TemporaryDirectory() as folder:
-        outputs = []
-        for net, path in ((load_litemedsam(), Path(folder) / "teacher.onnx"), (trained_net(run), staging)):
-            export_decoder(sam_decoder_for_export(net), (256, 64, 64), str(path))
-            outputs.append(_decoder_outputs(path, feeds))
-    before, after = outputs
+    export_decoder(sam_decoder_for_export(trained_net(run)), (256, 64, 64), str(staging))
+    before, after = _decoder_outputs(current, feeds), _decoder_outputs(staging, feeds)
     if box_identical and not np.array_equal(before[:, 0], after[:, 0]):
         staging.unlink()
-        raise SystemExit(f"{run}: the re-exported decoder changes mask output 0; box answers would move")
-    os.replace(staging, decoder)
-    log.info("decoder with the trained click output written to %s", decoder)
-    return float(np.abs(before[:, 0] - after[:, 0]).max())
+        raise SystemExit(f"{run}: its decoder would change the box answers of {current}; a click-head run installs only "
+                         "over the decoder it was trained from (--init-bundle that bundle for one tuned to a student)")
+    return staging, float(np.abs(before[:, 0] - after[:, 0]).max())
+
+
+def replace_decoders(run: Path, current: dict[Path, Path], box_identical: bool) -> float:
+    """Each target decoder file (key) replaced by the run's, in place of the file it reads now (value); nothing
+    is replaced unless every one passes ``stage_decoder``. Returns the largest box-logit change."""
+    staged: list[tuple[Path, Path, float]] = []
+    try:
+        for target in sorted(current):
+            staged.append((target, *stage_decoder(run, current[target], target, box_identical)))
+    except SystemExit:
+        for _, staging, _ in staged:
+            staging.unlink()
+        raise
+    for target, staging, _ in staged:
+        os.replace(staging, target)
+        log.info("decoder with the trained click output written to %s", target)
+    return max(change for _, _, change in staged)
 
 
 def stages(run: Path) -> list[Path]:
@@ -307,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     own: set[Path] = set()
     if record["trained"] in ("click-head", "decoder"):
         targets = decoder_targets(args.bundle)
-        changes = [replace_decoder(args.run, target, box_identical=record["trained"] == "click-head")
-                   for target in sorted(set(targets.values()))]
-        record["box_logit_max_change_random_inputs"] = round(max(changes), 4)
+        current = {target: source for source, target in targets.items()}
+        change = replace_decoders(args.run, current, box_identical=record["trained"] == "click-head")
+        record["box_logit_max_change_random_inputs"] = round(change, 4)
         own = {target.parent for source, target in targets.items() if source != target}
     for bundle in args.bundle:
         install(bundle, arrays, record, own_decoder=bundle.resolve() in own)
