@@ -105,7 +105,7 @@ def test_click_head_training_leaves_every_layer_a_box_uses_untouched(click_head_
     assert not torch.allclose(for_click[0], for_click[1])  # a click reads the trained channel 1
 
 
-def test_installed_click_head_keeps_box_answers_and_changes_click_answers_in_both_bundles(click_head_run, tmp_path):
+def test_installed_click_head_keeps_box_answers_and_changes_click_answers(click_head_run, tmp_path):
     from imis_lite.predictor import Segmenter
 
     from .conftest import load_case
@@ -113,57 +113,28 @@ def test_installed_click_head_keeps_box_answers_and_changes_click_answers_in_bot
     weights = tmp_path / "weights"
     for name in ("litemedsam", "effvit-s-hr"):
         shutil.copytree(shipped_weights_dir() / name, weights / name)
-    assert export_interactive.main(["--run", str(click_head_run), "--bundle", str(weights / "litemedsam"),
-                                    "--bundle", str(weights / "effvit-s-hr")]) == 0
+    assert export_interactive.main(["--run", str(click_head_run), "--bundle", str(weights / "litemedsam")]) == 0
     case = load_case("cases_2d/btcv_ABD_001_110.npz")
     box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
+    manifest = json.loads((weights / "litemedsam" / "manifest.json").read_text())
+    assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "click-head"
+    assert manifest["interactive"]["box_logit_max_change_random_inputs"] == 0.0
+    shipped, installed = Segmenter("litemedsam", threads=2), Segmenter(str(weights / "litemedsam"), threads=2)
+    for segmenter in (shipped, installed):  # sha256-checked
+        segmenter.set_image(case["imgs"])
+    assert np.array_equal(shipped.predict(box=box)[2], installed.predict(box=box)[2])
+    assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
+
+
+def test_a_click_head_run_will_not_undo_a_decoder_tuned_to_a_student(click_head_run, tmp_path):
+    weights = tmp_path / "weights"
     for name in ("litemedsam", "effvit-s-hr"):
-        manifest = json.loads((weights / name / "manifest.json").read_text())
-        assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "click-head"
-        shipped, installed = Segmenter(name, threads=2), Segmenter(str(weights / name), threads=2)  # sha256-checked
-        for segmenter in (shipped, installed):
-            segmenter.set_image(case["imgs"])
-        assert np.array_equal(shipped.predict(box=box)[2], installed.predict(box=box)[2])
-        assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
-
-
-@pytest.fixture(scope="module")
-def second_stage_run(click_head_run, tiny_cache, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("second-stage")
-    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
-            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2",
-            "--train", "click-head", "--steps", "2", "--init", str(click_head_run / "last.pt"), "--local",
-            "--reach-weight", "2"]
-    assert train_interactive.main(args) == 0
-    return folder
-
-
-def test_a_second_stage_starts_where_the_first_ended_and_its_card_reproduces_both(click_head_run, second_stage_run,
-                                                                                 tmp_path):
-    first = [json.loads(line) for line in (click_head_run / "log.jsonl").read_text().splitlines()]
-    second = [json.loads(line) for line in (second_stage_run / "log.jsonl").read_text().splitlines()]
-    assert second[0]["validation"] == first[-1]["validation"]  # same held-out objects, same weights
-    assert second[-1]["validation"] != first[-1]["validation"]
-    bundle = tmp_path / "litemedsam"
-    shutil.copytree(shipped_weights_dir() / "litemedsam", bundle)
-    assert export_interactive.main(["--run", str(second_stage_run), "--bundle", str(bundle)]) == 0
-    record = json.loads((bundle / "manifest.json").read_text())["interactive"]
-    assert [stage["steps"] for stage in record["stages"]] == [2, 2] and record["steps"] == 4
-    commands = record["command"].splitlines()
-    assert len(commands) == 2 and f"--out runs/{click_head_run.name} --train click-head" in commands[0]
-    assert f"--init runs/{click_head_run.name}/last.pt --local --reach-weight 2.0" in commands[1]
-
-
-def test_the_trained_disc_is_where_the_runtime_takes_an_answer_from():
-    from imis_lite.corrections import local_update
-
-    shown = np.zeros((64, 64), bool)
-    shown[10:30, 10:30] = True
-    everything = np.ones_like(shown)
-    for x, y in [(40, 20), (33, 12), (50, 50)]:
-        reach = train_interactive.click_reach(shown[None], [[(float(x), float(y), 1)]])[0].astype(bool)
-        taken = local_update(shown, everything, x, y, True) & ~shown
-        assert reach[y, x] and np.array_equal(taken, reach & ~shown)
+        shutil.copytree(shipped_weights_dir() / name, weights / name)
+    before = {path: sha256_of(path) for path in weights.rglob("*") if path.is_file()}
+    with pytest.raises(SystemExit, match="would change the box answers"):  # both given: neither is written
+        export_interactive.main(["--run", str(click_head_run), "--bundle", str(weights / "litemedsam"),
+                                 "--bundle", str(weights / "effvit-s-hr")])
+    assert {path: sha256_of(path) for path in weights.rglob("*") if path.is_file()} == before
 
 
 @pytest.fixture(scope="module")
@@ -211,21 +182,25 @@ def test_installed_decoder_run_answers_clicks_from_its_click_channel_in_both_bun
     weights = tmp_path / "weights"
     for name in ("litemedsam", "effvit-s-hr"):
         shutil.copytree(shipped_weights_dir() / name, weights / name)
+    as_exported(weights / "effvit-s-hr")  # sharing the teacher's decoder file, as a fresh student export does
     assert export_interactive.main(["--run", str(decoder_run), "--bundle", str(weights / "litemedsam"),
                                     "--bundle", str(weights / "effvit-s-hr")]) == 0
-    case = load_case("cases_2d/btcv_ABD_001_110.npz")
-    box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
     for name in ("litemedsam", "effvit-s-hr"):
-        manifest = json.loads((weights / name / "manifest.json").read_text())
+        manifest = manifest_of(weights / name)
         assert manifest["click_channel"] == 1 and manifest["interactive"]["trained"] == "decoder"
         assert manifest["interactive"]["box_logit_max_change_random_inputs"] > 0
         assert "--train decoder --box-weight 1.0" in manifest["interactive"]["command"]
-        shipped, installed = Segmenter(name, threads=2), Segmenter(str(weights / name), threads=2)  # sha256-checked
-        for segmenter in (shipped, installed):
-            segmenter.set_image(case["imgs"])
-        box_masks = [segmenter.predict(box=box)[0] for segmenter in (shipped, installed)]
-        assert dice(box_masks[0], box_masks[1]) > 0.9  # two small steps held to the frozen box answer
-        assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
+    shared = manifest_of(weights / "effvit-s-hr")["files"]["../litemedsam/decoder.onnx"]["sha256"]
+    assert shared == sha256_of(weights / "litemedsam" / "decoder.onnx")  # one file, replaced once, both manifests true
+    case = load_case("cases_2d/btcv_ABD_001_110.npz")
+    box, click = np.array([300, 250, 420, 380]), dict(points=[[360, 310]], labels=[1])
+    shipped, installed = Segmenter("litemedsam", threads=2), Segmenter(str(weights / "litemedsam"), threads=2)
+    for segmenter in (shipped, installed):  # sha256-checked
+        segmenter.set_image(case["imgs"])
+    box_masks = [segmenter.predict(box=box)[0] for segmenter in (shipped, installed)]
+    assert dice(box_masks[0], box_masks[1]) > 0.9  # two small steps held to the frozen box answer
+    assert not np.allclose(shipped.predict(box=box, **click)[2], installed.predict(box=box, **click)[2])
+    Segmenter(str(weights / "effvit-s-hr"), threads=2)  # its manifest checks out against the replaced file
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +208,7 @@ def student_click_head_run(tiny_cache, tmp_path_factory):
     folder = tmp_path_factory.mktemp("student-click-head")
     args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
             "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2",
-            "--train", "click-head", "--steps", "2", "--student-bundle", "effvit-s-hr"]
+            "--train", "click-head", "--steps", "2", "--student-bundle", "effvit-s-hr", "--init-bundle", "effvit-s-hr"]
     assert train_interactive.main(args) == 0
     return folder
 
@@ -310,6 +285,27 @@ def test_box_distillation_needs_a_student_and_the_whole_decoder(tiny_cache, tmp_
         train_interactive.main([*args, "--train", "click-head", "--student-bundle", "effvit-s-hr"])
 
 
+def manifest_of(bundle):
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def as_exported(student_bundle):
+    """Put a copied student bundle back as ``export_student`` leaves it: reading the teacher's decoder file, its
+    card saying so."""
+    from imis_lite.distill.bundle_writer import rewrite_manifest
+    from imis_lite.distill.model_card import OWN_DECODER_NOTE, SHARED_DECODER_NOTE
+
+    manifest, shared = manifest_of(student_bundle), "../litemedsam/decoder.onnx"
+    for files in (f for by_precision in manifest["variants"].values() for f in by_precision.values()):
+        files["decoder"] = [shared]
+    (student_bundle / "decoder.onnx").unlink()
+    del manifest["files"]["decoder.onnx"]
+    manifest["files"][shared] = manifest_of(student_bundle.parent / "litemedsam")["files"]["decoder.onnx"]
+    card = student_bundle / "MODEL_CARD.md"
+    card.write_text(card.read_text().replace(OWN_DECODER_NOTE, SHARED_DECODER_NOTE))
+    rewrite_manifest(student_bundle, manifest)
+
+
 @pytest.fixture(scope="module")
 def student_decoder_run(tiny_cache, tmp_path_factory):
     folder = tmp_path_factory.mktemp("student-decoder")
@@ -336,10 +332,12 @@ def test_a_student_decoder_starts_from_the_shipped_click_head_and_records_how_it
     weights = tmp_path / "weights"
     for name in ("litemedsam", "effvit-s-hr"):
         shutil.copytree(shipped_weights_dir() / name, weights / name)
+    as_exported(weights / "effvit-s-hr")
     teacher_decoder = sha256_of(weights / "litemedsam" / "decoder.onnx")
     assert export_interactive.main(["--run", str(student_decoder_run), "--bundle", str(weights / "effvit-s-hr")]) == 0
-    manifest = json.loads((weights / "effvit-s-hr" / "manifest.json").read_text())
-    record = manifest["interactive"]
+    assert {name for files in manifest_of(weights / "effvit-s-hr")["variants"].values() for f in files.values()
+            for name in f["decoder"]} == {"decoder.onnx"}
+    record = manifest_of(weights / "effvit-s-hr")["interactive"]
     assert record["box_target"] == "teacher" and record["box_logit_max_change_random_inputs"] > 0
     assert "--box-target teacher --boundary-weight 4.0" in record["command"]
     assert "--init-bundle litemedsam" in record["command"]

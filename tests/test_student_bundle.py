@@ -19,9 +19,9 @@ from .conftest import cases_2d_by_source, load_case
 
 STUDENT = "effvit-s-hr"
 VARIANTS = [("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")]
-#: Measured at release on these 17 cases (49 objects): student fp32 mean Dice vs ground truth 0.754 (LiteMedSAM
-#: 0.699 on the same boxes; INT8 vs fp32 masks 0.972).
-FLOOR_STUDENT = 0.72
+#: Measured at release on these 17 cases (49 objects): student fp32 mean Dice vs ground truth 0.769 with its tuned
+#: decoder, 0.754 before it (LiteMedSAM 0.699 on the same boxes; INT8 vs fp32 masks 0.981).
+FLOOR_STUDENT = 0.74
 FLOOR_INT8_AGREEMENT = 0.90
 
 
