@@ -35,7 +35,7 @@ from .model_card import OWN_DECODER_NOTE, SHARED_DECODER_NOTE, cpu_name
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
 from .train import split_items
-from .train_interactive import CLICK_CHANNEL, list_objects
+from .train_interactive import CLICK_CHANNEL, WARMUP, list_objects
 
 log = logging.getLogger("imis_lite.distill")
 
@@ -189,11 +189,13 @@ def _training_command(run: Path) -> str:
         + (f" --train {config['train']}" if config.get("train", "prompt") != "prompt" else "")
         + (f" --box-weight {config['box_weight']}" if config.get("train") == "decoder" else "")
         + (f" --box-target teacher --boundary-weight {config['boundary_weight']}" if _distils_boxes(config) else "")
+        + (" --teacher-objects" if config.get("teacher_objects") else "")
         + (f" --init runs/{Path(config['init']).parent.name}/last.pt" if config.get("init") else "")
         + (f" --init-bundle {config['init_bundle']}" if config.get("init_bundle") else "")
         + (" --local" if config.get("local") else "")
         + (f" --reach-weight {config['reach_weight']}" if config.get("reach_weight") else "")
-        + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']} --seed {config['seed']}")
+        + f" --steps {config['steps']} --batch {config['batch']} --lr {config['lr']}"
+        + (f" --warmup {config['warmup']}" if config.get("warmup", WARMUP) != WARMUP else "") + f" --seed {config['seed']}")
 
 
 def _distils_boxes(config: dict) -> bool:

@@ -59,7 +59,7 @@ from imis_lite.bundle import load_bundle
 from imis_lite.corrections import click_disc, ignores_click, local_update
 from imis_lite.metrics import dice
 
-from .prompt_sampling import region_prompts
+from .prompt_sampling import content_shape, largest_part, random_region, region_prompts
 from .reference import shipped_litemedsam
 from .teacher_cache import TeacherCache
 from .teachers import load_litemedsam
@@ -73,6 +73,7 @@ EPISODES = ("box", "click", "prior")
 TRAINED = ("prompt", "click-head", "decoder")
 BOX_TARGETS = ("frozen", "teacher")
 CLICK_CHANNEL = 1  # the mask output that ``--train click-head`` teaches to answer clicks and mask input
+WARMUP = 20  # steps of linear learning-rate warm-up
 SHARED_LR_SCALE = 0.1  # ``--train decoder``: the pretrained layers a box shares, relative to --lr
 
 
@@ -232,6 +233,20 @@ def box_distillation(interaction: Interaction, frozen: Interaction, embedding: t
     return distillation_mask_loss(interaction(embedding, boxes, None, None, None), reference, boundary_weight).mean()
 
 
+@torch.no_grad()
+def teacher_objects(frozen: Interaction, teacher_embedding: torch.Tensor, images: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, object masks): the largest part of the teacher's answer to a random region of each view, as
+    ``train.teacher_object_prompts`` gives the encoder's mask term; views whose answer is empty are dropped.
+    For views without a label map (the corpus's ultrasound, fundus and microscopy), so the distilled box answers
+    also cover what the label maps lack."""
+    regions = np.stack([random_region(content_shape(image), rng) for image in images])
+    answers = (frozen(teacher_embedding, torch.from_numpy(regions), None, None, None)[:, 0] > 0).numpy()
+    parts = [largest_part(answer) for answer in answers]
+    kept = np.array([row for row, part in enumerate(parts) if part is not None], dtype=np.int64)
+    return kept, np.array([parts[row] for row in kept]).reshape(-1, *answers.shape[1:])
+
+
 def mask_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice against the ground-truth object, averaged over the batch."""
     bce = F.binary_cross_entropy_with_logits(logits, truth, reduction="none").mean(dim=(1, 2))
@@ -333,6 +348,8 @@ def train(args: argparse.Namespace) -> Path:
     cache = TeacherCache(args.cache)
     if cache.meta["teacher"] != "litemedsam":
         raise SystemExit("interactive training needs a cache of the litemedsam teacher (its decoder is the one shipped)")
+    if args.teacher_objects and args.box_target != "teacher":
+        raise SystemExit("--teacher-objects adds boxes to the distilled box term: give --box-target teacher")
     if args.box_target == "teacher" and (args.train != "decoder" or (args.student_run is None and args.student_bundle is None)):
         raise SystemExit("--box-target teacher tunes the whole decoder to a student: give --train decoder and --student-bundle or --student-run")
     net, click_channel = shipped_litemedsam(load_bundle(args.init_bundle).root) if args.init_bundle else (load_litemedsam(), 0)
@@ -348,6 +365,7 @@ def train(args: argparse.Namespace) -> Path:
     views = min(cache.complete, args.max_views or cache.complete)
     train_views, validation_views = split_items(cache, views, args.validation_every)
     train_objects, validation_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
+    unlabelled = np.setdiff1d(train_views, train_objects[:, 0]) if args.teacher_objects else np.empty(0, np.int64)
     validation_objects = validation_objects[np.random.default_rng(args.seed).permutation(len(validation_objects))[:args.validation_objects]]
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     step, elapsed = 0, 0.0
@@ -387,6 +405,13 @@ def train(args: argparse.Namespace) -> Path:
         if frozen is not None and args.box_target == "teacher":
             teacher_embedding = torch.from_numpy(cache["embeddings"][picked[:, 0]].astype(np.float32))
             drift = box_distillation(interaction, frozen, embedding, teacher_embedding, truth, rng, args.boundary_weight)
+            if len(unlabelled):
+                views = np.sort(rng.choice(unlabelled, min(args.batch, len(unlabelled)), replace=False))
+                view_teacher = torch.from_numpy(cache["embeddings"][views].astype(np.float32))
+                kept, objects = teacher_objects(frozen, view_teacher, cache["images"][views], rng)
+                if len(kept):
+                    drift = (drift + box_distillation(interaction, frozen, embeddings(views[kept]), view_teacher[kept],
+                                                      objects, rng, args.boundary_weight)) / 2
             loss = loss + args.box_weight * drift
         elif frozen is not None:
             drift = box_drift(interaction, frozen, embedding, truth, rng)
@@ -437,6 +462,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--box-target", choices=BOX_TARGETS, default="frozen",
                         help="--train decoder: hold box answers to the frozen decoder's on the same embedding (squared "
                              "logit drift), or, for a student, distil the teacher's answer from its own embedding")
+    parser.add_argument("--teacher-objects", action="store_true",
+                        help="--box-target teacher: also distil boxes on what the teacher segments in views without a label map")
     parser.add_argument("--boundary-weight", type=float, default=0.0,
                         help="--box-target teacher: up-weight the BCE in a band around the teacher's mask edge (as distill.train)")
     parser.add_argument("--steps", type=int, default=600)
@@ -444,7 +471,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="clicks after the first prompt")
     parser.add_argument("--episode-mix", type=float, nargs=3, default=(0.5, 0.25, 0.25), metavar=("BOX", "CLICK", "PRIOR"))
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image (as distill.train)")
     parser.add_argument("--validation-objects", type=int, default=96)
     parser.add_argument("--log-every", type=int, default=10)

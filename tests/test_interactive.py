@@ -355,3 +355,21 @@ def test_a_student_decoder_starts_from_the_shipped_click_head_and_records_how_it
         answers.append(segmenter.predict(box=box))
     assert not np.allclose(answers[0][2], answers[1][2])  # box answers come from the tuned decoder
     assert dice(answers[0][0], answers[1][0]) > 0.8  # two small steps
+
+
+def test_teacher_objects_are_the_largest_part_of_the_teachers_answer_in_a_view(tiny_cache, teacher):
+    from scipy import ndimage
+
+    views = np.array([0, 1, 2])
+    embedding = torch.from_numpy(tiny_cache["embeddings"][views].astype(np.float32))
+    kept, objects = train_interactive.teacher_objects(train_interactive.Interaction(teacher), embedding,
+                                                      tiny_cache["images"][views], np.random.default_rng(0))
+    assert len(kept) and objects.shape == (len(kept), 256, 256) and objects.dtype == bool
+    for mask in objects:
+        assert mask.sum() >= 9 and ndimage.label(mask)[1] == 1  # one connected object, big enough to box
+
+
+def test_teacher_objects_need_the_distilled_box_term(tiny_cache, tmp_path):
+    with pytest.raises(SystemExit, match="--box-target teacher"):
+        train_interactive.main(["--cache", str(tiny_cache.folder), "--out", str(tmp_path), "--train", "decoder",
+                                "--student-bundle", "effvit-s-hr", "--teacher-objects"])
