@@ -238,8 +238,8 @@ def teacher_objects(frozen: Interaction, teacher_embedding: torch.Tensor, images
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(rows kept, object masks): the largest part of the teacher's answer to a random region of each view, as
     ``train.teacher_object_prompts`` gives the encoder's mask term; views whose answer is empty are dropped.
-    For views without a label map (the corpus's ultrasound, fundus and microscopy), so the distilled box answers
-    also cover what the label maps lack."""
+    For views without a label map (the corpus labels only CT and endoscopy), so the distilled box answers also
+    cover what the label maps lack."""
     regions = np.stack([random_region(content_shape(image), rng) for image in images])
     answers = (frozen(teacher_embedding, torch.from_numpy(regions), None, None, None)[:, 0] > 0).numpy()
     parts = [largest_part(answer) for answer in answers]
