@@ -138,6 +138,45 @@ def test_a_click_head_run_will_not_undo_a_decoder_tuned_to_a_student(click_head_
 
 
 @pytest.fixture(scope="module")
+def second_stage_run(click_head_run, tiny_cache, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("second-stage")
+    args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
+            "--validation-every", "3", "--validation-objects", "4", "--rounds", "2", "--lr", "0.05", "--threads", "2",
+            "--train", "click-head", "--steps", "2", "--init", str(click_head_run / "last.pt"), "--local",
+            "--reach-weight", "2"]
+    assert train_interactive.main(args) == 0
+    return folder
+
+
+def test_a_second_stage_starts_where_the_first_ended_and_its_card_reproduces_both(click_head_run, second_stage_run,
+                                                                                 tmp_path):
+    first = [json.loads(line) for line in (click_head_run / "log.jsonl").read_text().splitlines()]
+    second = [json.loads(line) for line in (second_stage_run / "log.jsonl").read_text().splitlines()]
+    assert second[0]["validation"] == first[-1]["validation"]  # same held-out objects, same weights
+    assert second[-1]["validation"] != first[-1]["validation"]
+    bundle = tmp_path / "litemedsam"
+    shutil.copytree(shipped_weights_dir() / "litemedsam", bundle)
+    assert export_interactive.main(["--run", str(second_stage_run), "--bundle", str(bundle)]) == 0
+    record = json.loads((bundle / "manifest.json").read_text())["interactive"]
+    assert [stage["steps"] for stage in record["stages"]] == [2, 2] and record["steps"] == 4
+    commands = record["command"].splitlines()
+    assert len(commands) == 2 and f"--out runs/{click_head_run.name} --train click-head" in commands[0]
+    assert f"--init runs/{click_head_run.name}/last.pt --local --reach-weight 2.0" in commands[1]
+
+
+def test_the_trained_disc_is_where_the_runtime_takes_an_answer_from():
+    from imis_lite.corrections import local_update
+
+    shown = np.zeros((64, 64), bool)
+    shown[10:30, 10:30] = True
+    everything = np.ones_like(shown)
+    for x, y in [(40, 20), (33, 12), (50, 50)]:
+        reach = train_interactive.click_reach(shown[None], [[(float(x), float(y), 1)]])[0].astype(bool)
+        taken = local_update(shown, everything, x, y, True) & ~shown
+        assert reach[y, x] and np.array_equal(taken, reach & ~shown)
+
+
+@pytest.fixture(scope="module")
 def decoder_run(tiny_cache, tmp_path_factory):
     folder = tmp_path_factory.mktemp("decoder")
     args = ["--cache", str(tiny_cache.folder), "--out", str(folder), "--batch", "2", "--log-every", "1",
