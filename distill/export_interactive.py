@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imis_lite.bundle import MANIFEST
+from imis_lite.bundle import MANIFEST, load_bundle
 
 from .bundle_writer import prompt_encoder_arrays, rewrite_manifest
 from .model_card import OWN_DECODER_NOTE, SHARED_DECODER_NOTE, cpu_name
@@ -169,8 +169,6 @@ def training_commands(run: Path) -> str:
     first = json.loads((made_by[0] / "config.json").read_text())
     earlier = []
     if first.get("init_bundle"):
-        from imis_lite.bundle import load_bundle
-
         bundle = load_bundle(first["init_bundle"])
         record = bundle.manifest.get("interactive")
         if record:
