@@ -4,7 +4,8 @@
 error region, through the runtime's ``Correction`` (all clicks so far, the previous low-res logits fed back,
 each answer kept near its click). 3D cases: a 3D box through the same propagation as
 ``imis-lite segment`` (window/percentile intensity, middle slice first), and again through LiteMedSAM's own
-scheme (previous mask's box, stop when empty) as the reference, and with every slice boxed by its own ground
+scheme as the reference (its challenge script: the previous mask's box widened by 3 pixels of 256, the user's
+box again after an empty slice, every slice of the z-range), and with every slice boxed by its own ground
 truth: the ceiling of any rule that propagates a box, since only the decoder's accuracy slice by slice is left.
 """
 

@@ -6,7 +6,7 @@ import pytest
 from imis_lite import Segmenter
 from imis_lite.intensity import to_uint8
 from imis_lite.metrics import dice
-from imis_lite.volume import ObjectPrompt, mask_box, segment_object
+from imis_lite.volume import LITEMEDSAM_PROPAGATION, ObjectPrompt, mask_box, segment_object
 
 from .phantoms import CUBOID, phantom
 
@@ -73,3 +73,22 @@ def test_a_click_on_another_slice_corrects_it_and_what_lies_beyond(phantom_segme
                                                       points=[(*missed, last, 1)]))
     assert all(np.array_equal(plain[k], clicked[k]) for k in range(z.start, last))
     assert clicked[last][missed[1], missed[0]] and (clicked[last] >= plain[last]).all()
+
+
+def test_a_blank_slice_ends_propagation_and_litemedsams_rule_goes_on_with_the_users_box(phantom_segmenter):
+    """A slice of one grey level (padding) inside the z-range gives an empty mask instead of an error; our rule
+    stops there, LiteMedSAM's (the benchmark's reference) prompts the next slice with the user's box."""
+    segmenter, image, truth = phantom_segmenter
+    x, y, z = CUBOID
+    gap = z.stop - 2
+    with_gap = image.copy()
+    with_gap[:, :, gap] = with_gap[0, 0, gap]
+    box = (x.start - 2, y.start - 2, x.stop + 1, y.stop + 1)
+    prompt = ObjectPrompt(box=box, z_range=(z.start, z.stop - 1))
+    ours = segment_object(segmenter, lambda k: with_gap[:, :, k].T, image.shape[2], prompt)
+    assert sorted(ours) == list(range(z.start, gap))
+    theirs = segment_object(segmenter, lambda k: with_gap[:, :, k].T, image.shape[2], prompt,
+                            rules=LITEMEDSAM_PROPAGATION)
+    assert sorted(theirs) == list(range(z.start, z.stop))
+    assert not theirs[gap].any()
+    assert dice(theirs[z.stop - 1], truth[:, :, z.stop - 1].T) > 0.9
