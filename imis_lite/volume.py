@@ -32,12 +32,13 @@ two previous masks gave 0.4707 (40 objects below), by half of it 0.4782 (39), on
 The user's box on every slice without propagating gives 0.4593 (43), and choosing per slice between it and the
 propagated box, by overlap with the previous mask or by the decoder's IoU estimate, 0.4615 (40) / 0.4657 (42).
 
-Propagation stops at the first slice left empty, unless a click lies beyond it: once the organ has ended, a box
-prompt keeps finding "something" in the next slice, so going on would only add false positives when the user's
-z-range is looser than the organ (the shared volumes' z-ranges are tight, and there going on past an empty slice
-scores the same: effvit-s-hr 0.5003 either way, litemedsam 0.4318 vs 0.4316 going on). A blank slice (one grey level: padding, or all air after the
-window) counts as empty instead of failing the whole object. LiteMedSAM's own 3D inference, the benchmark's
-reference (``LITEMEDSAM_PROPAGATION``), never stops: an empty previous mask sends the user's box again.
+Propagation stops at the first slice left empty, unless a click lies beyond it: going on would prompt the user's
+whole box on slices past the organ's end, where a box prompt still finds something (false positives when the
+user's z-range is looser than the organ). The shared volumes' z-ranges are tight, and there going on past an
+empty slice scores the same (effvit-s-hr 0.5003 either way, litemedsam 0.4318 vs 0.4316). A blank slice (one grey
+level: padding, or all air after the window) counts as empty instead of failing the whole object. LiteMedSAM's
+own 3D inference, the benchmark's reference (``LITEMEDSAM_PROPAGATION``), never stops: after an empty slice it
+sends the user's box again.
 
 Embeddings stay in the Segmenter's cache, so re-running an object after a click costs only the decoder.
 """
