@@ -86,7 +86,7 @@ class OpenVinoEngine:
             device = "CPU"
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if device == "CPU":
-            config["INFERENCE_PRECISION_HINT"] = hint
+            config["INFERENCE_PRECISION_HINT"] = _cpu_arithmetic(core, hint)
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
         self.device = device
@@ -102,6 +102,19 @@ class OpenVinoEngine:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer(inputs)
         return {name: np.asarray(results[output]) for name, output in zip(self.output_names, self.compiled.outputs)}
+
+
+#: OpenVINO's name, in the CPU's OPTIMIZATION_CAPABILITIES, for each arithmetic hint
+_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
+
+def _cpu_arithmetic(core, hint: str) -> str:
+    """The hint itself where this CPU does that arithmetic natively, else f32 with a notice (emulating bf16
+    on a CPU without it is slower than f32)."""
+    if hint == "f32" or _CAPABILITY[hint] in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return hint
+    log.warning("this CPU has no native %s arithmetic; running f32", hint)
+    return "f32"
 
 
 def create_engine(

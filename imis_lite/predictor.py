@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import DEFAULT_MODEL, Bundle, load_bundle
-from .engines import ENGINES, Engine, create_engine
+from .engines import ENGINES, OPENVINO_HINTS, Engine, create_engine
 from .errors import EngineError, ImageError, PromptError
 from .geometry import ResizeLongestSide
 from .preprocess import encoder_input
@@ -37,6 +37,8 @@ class Segmenter:
     number of ``predict`` calls. Embeddings of the last ``cache_size`` images are kept, so going back to a
     slice already seen costs only the decoder. Masks are the logits above ``mask_threshold``: the bundle's
     (``distill.calibrate_threshold``; segment-anything's 0 for the shipped ones) unless one is given.
+    ``arithmetic="bf16"`` lets OpenVINO compute in bfloat16 on CPUs that do it natively (AVX-512 BF16, AMX;
+    f32 with a notice elsewhere): about 1.6x faster there, masks a little different from f32 (README).
     """
 
     def __init__(
@@ -48,17 +50,22 @@ class Segmenter:
         threads: int | None = None,
         cache_size: int = 128,
         mask_threshold: float | None = None,
+        arithmetic: str = "f32",
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
         if engine not in ENGINES:
             raise EngineError(f"unknown engine '{engine}'; valid: {', '.join(ENGINES)}")
+        if arithmetic not in OPENVINO_HINTS:
+            raise EngineError(f"unknown arithmetic '{arithmetic}'; valid: {', '.join(OPENVINO_HINTS)}")
+        if arithmetic != "f32" and engine != "openvino":
+            raise EngineError(f"{arithmetic} arithmetic needs the openvino engine")
         self.bundle: Bundle = load_bundle(model)
         variant = self.bundle.variant(engine, precision)
         paths = {role: [self.bundle.verified_path(f) for f in files] for role, files in variant.items()}
         self.prompt_encoder = PromptEncoder.from_npz(self.bundle.verified_path(self.bundle.manifest["prompt_encoder"]))
-        self.encoder: Engine = create_engine(engine, paths["encoder"][0], device, threads)
-        self.decoder: Engine = create_engine(engine, paths["decoder"][0], device, threads)
+        self.encoder: Engine = create_engine(engine, paths["encoder"][0], device, threads, arithmetic)
+        self.decoder: Engine = create_engine(engine, paths["decoder"][0], device, threads, arithmetic)
         self.engine, self.precision = engine, precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
         self._cache: OrderedDict[str, _Embedded] = OrderedDict()

@@ -252,6 +252,12 @@ def test_existing_output_needs_force(tmp_path, phantom_file):
     assert nib.load(str(out)).shape == (192, 160, 12)
 
 
+def test_bf16_on_onnxruntime_is_refused_before_anything_is_written(tmp_path, phantom_file):
+    out = tmp_path / "o.nii.gz"
+    _refused(run("segment", phantom_file, *BOX, "-o", out, "--arithmetic", "bf16"), out, message="needs the openvino engine")
+    assert not out.exists()
+
+
 def test_usage_errors_exit_2(tmp_path, phantom_file):
     assert run("segment", phantom_file).exit_code == 2
     assert run("segment", phantom_file, "--engine", "tensorrt", *BOX).exit_code == 2
