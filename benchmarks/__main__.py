@@ -1,9 +1,9 @@
 """imis-lite bench (or python -m imis_lite.benchmarks) --data ../shared/data --out bench-out [--quick] [--engines ...]
 
-Every shipped model x engine x precision, with PyTorch LiteMedSAM first when torch is installed: accuracy
-(box DSC/NSD in 2D and 3D, DSC after each of 5 corrective clicks), speed (encoder median/p90, decoder per
-prompt, seconds for one organ in 3D), peak RSS, size on disk, CLI cold start. Prints a markdown table; writes
-results.json, scores_<variant>.json and PNG plots to --out.
+Every shipped model x engine x precision (OpenVINO ones also in each `--arithmetic`), with PyTorch LiteMedSAM first
+when torch is installed: accuracy (box DSC/NSD in 2D and 3D, DSC after each of 5 corrective clicks), speed (encoder
+median/p90, decoder per prompt, seconds for one organ in 3D), peak RSS, size on disk, CLI cold start. Prints a
+markdown table; writes results.json, scores_<variant>.json and PNG plots to --out.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from imis_lite.bundle import available_models, load_bundle
 from imis_lite.demo import boxes_from_labels, sample_path
+from imis_lite.engines import OPENVINO_HINTS
 from imis_lite.predictor import Segmenter
 
 from .accuracy import evaluate, save_scores, summarise
@@ -42,7 +43,10 @@ def find_cases(data: Path, quick: bool) -> list[Path]:
     return cases
 
 
-def make_segmenters(models, engines, precisions, threads: int, torch_reference: bool) -> dict[str, object]:
+def make_segmenters(models, engines, precisions, threads: int, torch_reference: bool,
+                    arithmetics: tuple[str, ...] = ("f32",)) -> dict[str, object]:
+    """Label -> segmenter; a label is "model engine precision", with the arithmetic appended where it is not f32
+    (OpenVINO variants only)."""
     segmenters: dict[str, object] = {}
     if torch_reference:
         import torch
@@ -54,8 +58,12 @@ def make_segmenters(models, engines, precisions, threads: int, torch_reference: 
         bundle = load_bundle(model)
         for engine in engines:
             for precision in precisions:
-                if precision in bundle.precisions(engine):
-                    segmenters[f"{model} {engine} {precision}"] = Segmenter(model, engine=engine, precision=precision, threads=threads)
+                if precision not in bundle.precisions(engine):
+                    continue
+                for arithmetic in arithmetics if engine == "openvino" else ("f32",):
+                    label = f"{model} {engine} {precision}" + ("" if arithmetic == "f32" else f" {arithmetic}")
+                    segmenters[label] = Segmenter(model, engine=engine, precision=precision, threads=threads,
+                                                  arithmetic=arithmetic)
     return segmenters
 
 
@@ -71,6 +79,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
     parser.add_argument("--models", nargs="+", default=None, help="bundles (default: all found)")
     parser.add_argument("--engines", nargs="+", default=["onnxruntime", "openvino"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--arithmetic", nargs="+", default=["f32"], choices=OPENVINO_HINTS,
+                        help="OpenVINO variants also in these arithmetics (f32 where the CPU lacks one: see the "
+                             "arithmetic column)")
     parser.add_argument("--rounds", type=int, default=None, help="timed encoder runs per variant (10; 3 with --quick)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clicks", type=int, default=5)
@@ -79,13 +90,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference row")
     parser.add_argument("--accuracy-on", nargs="+", default=["openvino:fp32"], metavar="ENGINE:PRECISION",
                         help="variants that get the accuracy pass (default openvino:fp32: fp32 masks are the same in "
-                             "every engine, tested); 'all' scores every variant, INT8 included, in about 8 min more "
-                             "per variant; the others are timed only")
+                             "every engine, tested; openvino:fp32:bf16 for a bf16 variant); 'all' scores every "
+                             "variant, INT8 included, in about 8 min more per variant; the others are timed only")
     args = parser.parse_args(argv)
 
     torch_reference = not args.no_torch and importlib.util.find_spec("torch") is not None
     segmenters = make_segmenters(args.models or sorted(available_models()), args.engines, args.precisions,
-                                 args.threads, torch_reference)
+                                 args.threads, torch_reference, tuple(args.arithmetic))
     args.out.mkdir(parents=True, exist_ok=True)
     with np.load(sample_path(), allow_pickle=False) as case:
         image, truth = case["imgs"], case["gts"]
@@ -109,9 +120,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
         "stage_seconds": stage_seconds,  # where the run's wall-clock time went
     }
     for label, segmenter in segmenters.items():
-        model, engine, precision = label.split()
+        model, engine, precision, *arithmetic = label.split()
         scores, seconds_3d = [], {}
-        if "all" in args.accuracy_on or f"{engine}:{precision}" in args.accuracy_on:
+        if "all" in args.accuracy_on or ":".join([engine, precision, *arithmetic]) in args.accuracy_on:
             started = time.perf_counter()
             scores, seconds_3d = evaluate(segmenter, cases, args.clicks, args.jitter)
             stage_seconds[f"accuracy {label}"] = round(time.perf_counter() - started, 1)
@@ -124,7 +135,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
             row["size_mb"] = round(sum(bundle.manifest["files"][f]["bytes"] for f in files) / 1e6, 1)
             row["arithmetic"] = segmenter.encoder.inference_precision
             started = time.perf_counter()
-            row["peak_rss_mb"] = round(peak_rss_mb(model, engine, precision, args.threads))
+            row["peak_rss_mb"] = round(peak_rss_mb(model, engine, precision, args.threads, *arithmetic))
             stage_seconds["peak RSS"] = round(stage_seconds.get("peak RSS", 0) + time.perf_counter() - started, 1)
         else:
             row["arithmetic"] = "f32"

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 
-def peak_rss_mb(model: str, engine: str, precision: str, threads: int) -> float:
+def peak_rss_mb(model: str, engine: str, precision: str, threads: int, arithmetic: str = "f32") -> float:
     output = subprocess.run(
-        [sys.executable, "-m", "imis_lite.benchmarks.memory", model, engine, precision, str(threads)],
+        [sys.executable, "-m", "imis_lite.benchmarks.memory", model, engine, precision, str(threads), arithmetic],
         capture_output=True, text=True, check=True,
     ).stdout
     return float(output.strip().splitlines()[-1])
@@ -36,10 +36,10 @@ def _main() -> None:
     from imis_lite.demo import boxes_from_labels, sample_path
     from imis_lite.predictor import Segmenter
 
-    model, engine, precision, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    model, engine, precision, threads, arithmetic = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     with np.load(sample_path(), allow_pickle=False) as case:
         image, truth = case["imgs"], case["gts"]
-    segmenter = Segmenter(model, engine=engine, precision=precision, threads=threads)
+    segmenter = Segmenter(model, engine=engine, precision=precision, threads=threads, arithmetic=arithmetic)
     segmenter.set_image(image)
     segmenter.predict(box=next(iter(boxes_from_labels(truth).values())))
     print(_own_peak_mb())

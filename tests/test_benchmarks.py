@@ -37,6 +37,23 @@ def test_quick_run_writes_results_and_plots(tmp_path):
     assert set(payload["stage_seconds"]) >= {"timing", "accuracy litemedsam onnxruntime fp32", "peak RSS"}
 
 
+def test_openvino_variants_in_a_second_arithmetic_are_rows_of_their_own(tmp_path):
+    import openvino as ov
+
+    argv = ["bench", "--quick", "--data", str(DATA), "--out", str(tmp_path), "--models", "effvit-s-hr",
+            "--engines", "onnxruntime", "openvino", "--precisions", "fp32", "--arithmetic", "f32", "bf16",
+            "--accuracy-on", "openvino:fp32:bf16", "--no-torch"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    rows = {row["variant"]: row for row in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    assert list(rows) == ["effvit-s-hr onnxruntime fp32", "effvit-s-hr openvino fp32", "effvit-s-hr openvino fp32 bf16"]
+    native = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert rows["effvit-s-hr openvino fp32 bf16"]["arithmetic"] == ("bf16" if native else "f32")
+    assert rows["effvit-s-hr openvino fp32"]["arithmetic"] == "f32"
+    assert rows["effvit-s-hr openvino fp32"]["accuracy"] == {}
+    assert 0 < rows["effvit-s-hr openvino fp32 bf16"]["accuracy"]["2d"]["all"]["dsc"] <= 1
+
+
 def test_bench_without_its_extra_says_what_to_install(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
