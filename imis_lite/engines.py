@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 ENGINES = ("onnxruntime", "openvino")
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 #: OpenVINO may run bf16 or f16 on CPUs that support it; unless asked otherwise we pin f32 for
-#: reproducible masks and say which precision actually ran.
-OPENVINO_HINTS = ("f32", "bf16", "f16")
+#: reproducible masks and say which precision actually ran. Each hint, with OpenVINO's name for it in the
+#: CPU's OPTIMIZATION_CAPABILITIES:
+_CPU_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+OPENVINO_HINTS = tuple(_CPU_CAPABILITY)
 
 
 class Engine(Protocol):
@@ -104,14 +106,10 @@ class OpenVinoEngine:
         return {name: np.asarray(results[output]) for name, output in zip(self.output_names, self.compiled.outputs)}
 
 
-#: OpenVINO's name, in the CPU's OPTIMIZATION_CAPABILITIES, for each arithmetic hint
-_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
-
-
 def _cpu_arithmetic(core, hint: str) -> str:
     """The hint itself where this CPU does that arithmetic natively, else f32 with a notice (emulating bf16
     on a CPU without it is slower than f32)."""
-    if hint == "f32" or _CAPABILITY[hint] in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if hint == "f32" or _CPU_CAPABILITY[hint] in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return hint
     log.warning("this CPU has no native %s arithmetic; running f32", hint)
     return "f32"

@@ -29,6 +29,11 @@ def as_three_channels(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def is_constant(image: np.ndarray) -> bool:
+    """One grey level everywhere: nothing to segment (a padding slice, or all air after a window)."""
+    return bool(image.min() == image.max())
+
+
 def encoder_input(image: np.ndarray, input_size: int) -> tuple[np.ndarray, ResizeLongestSide]:
     """(H, W[, C]) image -> ((1, 3, S, S) float32 in [0, 1], the geometry used).
 
@@ -36,9 +41,8 @@ def encoder_input(image: np.ndarray, input_size: int) -> tuple[np.ndarray, Resiz
     as in its training code), min-max normalise the resized image to [0, 1], pad bottom/right with zeros.
     """
     rgb = as_three_channels(image)
-    low, high = float(rgb.min()), float(rgb.max())
-    if high <= low:
-        raise ImageError(f"image is constant (every pixel is {low:g}): nothing to segment")
+    if is_constant(rgb):
+        raise ImageError(f"image is constant (every pixel is {float(rgb.flat[0]):g}): nothing to segment")
     geometry = ResizeLongestSide(input_size, rgb.shape[:2])
     resized = geometry.apply_image(rgb).astype(np.float32)
     low, high = float(resized.min()), float(resized.max())

@@ -54,6 +54,7 @@ from .corrections import correct
 from .errors import PromptError
 from .metrics import dice
 from .predictor import Segmenter
+from .preprocess import is_constant
 
 
 @dataclass
@@ -121,11 +122,6 @@ class _SliceAnswer:
     score: float
 
 
-def _is_blank(image: np.ndarray) -> bool:
-    """A slice of one grey level (padding, or all air or all bone after the window): nothing on it to segment."""
-    return bool(image.min() == image.max())
-
-
 class _Bounds:
     """The user's box in x and y (the whole slice without one), for clipping prompt boxes and masks."""
 
@@ -184,7 +180,7 @@ def segment_object(
                     break
                 box = np.asarray(prompt.box, float)
             image = slice_image(k)
-            if _is_blank(image) and not clicks:
+            if is_constant(image) and not clicks:
                 current = _SliceAnswer(np.zeros(segmenter.image_shape, bool), None, 0.0)
             else:
                 segmenter.set_image(image)
