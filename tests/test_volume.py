@@ -6,7 +6,7 @@ import pytest
 from imis_lite import Segmenter
 from imis_lite.intensity import to_uint8
 from imis_lite.metrics import dice
-from imis_lite.volume import LITEMEDSAM_PROPAGATION, ObjectPrompt, mask_box, segment_object
+from imis_lite.volume import LITEMEDSAM_PROPAGATION, ObjectPrompt, Propagation, largest_piece, mask_box, segment_object
 
 from .phantoms import CUBOID, phantom
 
@@ -92,3 +92,32 @@ def test_a_blank_slice_ends_propagation_and_litemedsams_rule_goes_on_with_the_us
     assert sorted(theirs) == list(range(z.start, z.stop))
     assert not theirs[gap].any()
     assert dice(theirs[z.stop - 1], truth[:, :, z.stop - 1].T) > 0.9
+
+
+def test_the_start_slice_keeps_its_largest_piece_so_a_fragment_in_a_loose_box_is_not_propagated(phantom_segmenter):
+    """A bright blob apart from the cuboid, inside the user's loose 3D box on the three middle slices: the decoder
+    answers that box with both, and without the one-piece rule the blob is carried to the next slices too."""
+    segmenter, image, truth = phantom_segmenter
+    x, y, z = CUBOID
+    middle = (z.start + z.stop - 1) // 2
+    with_blob = image.copy()
+    with_blob[100:114, 95:109, middle - 1:middle + 2] = image[x.start, y.start, z.start]  # (x, y, z), the cuboid's grey
+    blob = (slice(95, 109), slice(100, 114))  # (y, x) on a slice
+    prompt = ObjectPrompt(box=(x.start - 2, y.start - 10, 120, y.stop + 1), z_range=(z.start, z.stop - 1))
+    ours = segment_object(segmenter, lambda k: with_blob[:, :, k].T, image.shape[2], prompt)
+    assert sorted(ours) == list(range(z.start, z.stop))
+    assert all(not ours[k][blob].any() for k in ours)
+    assert all(dice(ours[k], truth[:, :, k].T) > 0.9 for k in ours)
+    every_piece = segment_object(segmenter, lambda k: with_blob[:, :, k].T, image.shape[2], prompt,
+                                 rules=Propagation(one_piece_start=False))
+    assert every_piece[middle][blob].mean() > 0.8 and every_piece[middle + 1][blob].mean() > 0.8
+
+
+def test_largest_piece_keeps_the_biggest_8_connected_part():
+    mask = np.zeros((8, 10), bool)
+    mask[0:3, 0:3] = True  # 9 pixels
+    mask[3, 3] = True  # touches the first piece at a corner: same 8-connected piece
+    mask[5:8, 5:10] = True  # 15 pixels
+    assert largest_piece(mask).sum() == 15 and largest_piece(mask)[6, 7]
+    assert largest_piece(mask[:4, :4]).sum() == 10
+    assert not largest_piece(np.zeros((3, 3), bool)).any()
