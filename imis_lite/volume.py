@@ -36,11 +36,11 @@ The start slice (the middle of the user's 3D box) keeps only the largest connect
 user clicked on it. The user's 3D box spans the whole object, so on its middle slice it is looser than the object
 (3.4x the object's area there, median over ../shared/data's 95 volume objects), and a box decoder answers a loose
 box with the object plus fragments of whatever else inside the box looks alike; every propagated box then carries
-those fragments on (``tests/test_volume.py`` builds such a case). Measured there (OpenVINO fp32, mean 3D DSC): effvit-s-hr 0.5003 -> 0.5097 (CT 0.488 -> 0.500, MR 0.539
--> 0.541), litemedsam 0.4318 -> 0.4335 (CT and MR both up); keeping one piece on the propagated slices too, or the
-pieces touching the previous mask, added nothing (0.5096 / 0.5102), as their boxes are tight already; keeping the
-largest 3D piece of the result added 0.0001 / 0.001. A click on the start slice keeps every piece (the user may
-be adding the second one).
+those fragments on (``tests/test_volume.py`` builds such a case). Measured there (OpenVINO fp32, mean 3D DSC):
+effvit-s-hr 0.5003 -> 0.5097 (CT 0.488 -> 0.500, MR 0.539 -> 0.541), litemedsam 0.4318 -> 0.4335 (CT and MR both
+up); keeping one piece on the propagated slices too, or the pieces touching the previous mask, added nothing
+(0.5096 / 0.5102), as their boxes are tight already; keeping the largest 3D piece of the result added 0.0001 /
+0.001. A click on the start slice keeps every piece (the user may be adding the second one).
 
 Propagation stops at the first slice left empty, unless a click lies beyond it: going on would prompt the user's
 whole box on slices past the organ's end, where a box prompt still finds something (false positives when the
