@@ -7,6 +7,8 @@ each answer kept near its click). 3D cases: a 3D box through the same propagatio
 scheme as the reference (its challenge script: the previous mask's box widened by 3 pixels of 256, the user's
 box again after an empty slice, every slice of the z-range), and with every slice boxed by its own ground
 truth: the ceiling of any rule that propagates a box, since only the decoder's accuracy slice by slice is left.
+Both propagations run once more with the box's z-range ``LOOSE_Z`` slices longer at each end (inside the
+volume), as a user's box drawn by eye is: there the rule for where to stop decides slices that hold no object.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from imis_lite.volume import LITEMEDSAM_PROPAGATION, mask_box
 from .clicks import next_click
 from .metrics import dice, nsd
 
+#: slices added at each end of a 3D box's z-range for the loose-box runs
+LOOSE_Z = 3
+
 
 @dataclass
 class ObjectScore:
@@ -40,6 +45,8 @@ class ObjectScore:
     middle_slice_dsc: float | None = None  # 3D: DSC of the first, box-prompted middle slice on its own
     litemedsam_scheme_dsc: float | None = None  # 3D: DSC through LiteMedSAM's own propagation
     truth_box_per_slice_dsc: float | None = None  # 3D: DSC with every slice boxed by its own ground truth
+    loose_z_dsc: float | None = None  # 3D: DSC when the box's z-range is LOOSE_Z slices longer at each end
+    loose_z_litemedsam_scheme_dsc: float | None = None  # 3D: the same through LiteMedSAM's own propagation
 
 
 def jittered(box: np.ndarray, pixels: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -78,15 +85,20 @@ def score_3d(segmenter, path: Path) -> list[ObjectScore]:
     scores = []
     for label in (int(v) for v in np.unique(truth_all) if v > 0):
         truth = truth_all == label
-        corners = np.argwhere(truth)
-        prompt = resolve(scan, RawObject([*corners.min(0), *corners.max(0)]))
+        low, high = np.argwhere(truth).min(0), np.argwhere(truth).max(0)
+        prompt = resolve(scan, RawObject([*low, *high]))
         predicted = segment_scan(segmenter, scan, [prompt]) == 1
         reference = segment_scan(segmenter, scan, [prompt], rules=LITEMEDSAM_PROPAGATION) == 1
-        middle = (corners[:, 2].min() + corners[:, 2].max()) // 2  # where propagation starts, from the box alone
+        loose = resolve(scan, RawObject([low[0], low[1], max(low[2] - LOOSE_Z, 0),
+                                         high[0], high[1], min(high[2] + LOOSE_Z, truth.shape[2] - 1)]))
+        middle = (low[2] + high[2]) // 2  # where propagation starts, from the box alone
         scores.append(ObjectScore(path.stem, scan.modality or "", label, 3, dice(predicted, truth), nsd(predicted, truth, scan.spacing),
                                   middle_slice_dsc=dice(predicted[:, :, middle], truth[:, :, middle]),
                                   litemedsam_scheme_dsc=dice(reference, truth),
-                                  truth_box_per_slice_dsc=dice(boxed_by_truth(segmenter, volume, truth), truth)))
+                                  truth_box_per_slice_dsc=dice(boxed_by_truth(segmenter, volume, truth), truth),
+                                  loose_z_dsc=dice(segment_scan(segmenter, scan, [loose]) == 1, truth),
+                                  loose_z_litemedsam_scheme_dsc=dice(
+                                      segment_scan(segmenter, scan, [loose], rules=LITEMEDSAM_PROPAGATION) == 1, truth)))
     return scores
 
 
@@ -158,6 +170,10 @@ def _means(subset: list[ObjectScore]) -> dict:
             means["truth_box_per_slice_dsc"] = round(float(np.mean([s.truth_box_per_slice_dsc for s in boxed])), 4)
             means["truth_box_per_slice_below_middle_minus_0.05"] = sum(
                 s.truth_box_per_slice_dsc < s.middle_slice_dsc - 0.05 for s in boxed)
+        loose = [s for s in subset if s.loose_z_dsc is not None]
+        if loose:
+            means["loose_z_dsc"] = round(float(np.mean([s.loose_z_dsc for s in loose])), 4)
+            means["loose_z_litemedsam_scheme_dsc"] = round(float(np.mean([s.loose_z_litemedsam_scheme_dsc for s in loose])), 4)
     return means
 
 
