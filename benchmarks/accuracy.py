@@ -85,7 +85,8 @@ def score_3d(segmenter, path: Path) -> list[ObjectScore]:
     scores = []
     for label in (int(v) for v in np.unique(truth_all) if v > 0):
         truth = truth_all == label
-        low, high = np.argwhere(truth).min(0), np.argwhere(truth).max(0)
+        corners = np.argwhere(truth)
+        low, high = corners.min(0), corners.max(0)
         prompt = resolve(scan, RawObject([*low, *high]))
         predicted = segment_scan(segmenter, scan, [prompt]) == 1
         reference = segment_scan(segmenter, scan, [prompt], rules=LITEMEDSAM_PROPAGATION) == 1
