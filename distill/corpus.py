@@ -62,10 +62,37 @@ def read_corpus(root: str | Path, license_classes: tuple[str, ...] = ("permissiv
     ]
 
 
+def source_of_key(key: str) -> str:
+    """The source a cache key belongs to: ``images/<source>/...`` in the corpus, ``user/<folder>/...`` for a user's."""
+    return "/".join(key.split("/")[:2])
+
+
 def held_out_keys(keys: Iterable[str], every: int) -> set[str]:
-    """Every ``every``-th image by sorted corpus path: the images training never sees (its validation views),
-    and where the runtime's mask threshold is chosen."""
-    return set(sorted(set(keys))[::every])
+    """Every ``every``-th image of each source by sorted corpus path (its first included), the images training
+    never sees (its validation views), and where the runtime's mask threshold is chosen. Per source, so a source
+    of ten images is validated too; a source of one image is not held out, it would have nothing left to train."""
+    by_source: dict[str, list[str]] = {}
+    for key in sorted(set(keys)):
+        by_source.setdefault(source_of_key(key), []).append(key)
+    return {key for group in by_source.values() if len(group) > 1 for key in group[::every]}
+
+
+def cap_per_source(images: list[CorpusImage], cap: int, every: int) -> list[CorpusImage]:
+    """At most ``cap`` images of each source, spread evenly over its sorted paths, always keeping its held-out
+    images (``held_out_keys``): the large sources (PSFHS, HC18, Kvasir) then do not fill a cache the teacher
+    takes ~1 s a view to fill, and validation still sees every source."""
+    held_out = held_out_keys((image.key for image in images), every)
+    by_source: dict[str, list[CorpusImage]] = {}
+    for image in sorted(images, key=lambda image: image.key):
+        by_source.setdefault(image.source, []).append(image)
+    kept: list[CorpusImage] = []
+    for group in by_source.values():
+        validation = [image for image in group if image.key in held_out]
+        rest = [image for image in group if image.key not in held_out]
+        room = max(cap - len(validation), 0)
+        stride = max(1, -(-len(rest) // room)) if room else len(rest) + 1
+        kept += validation + rest[::stride][:room]
+    return sorted(kept, key=lambda image: image.key)
 
 
 def calibration_and_validation(root: str | Path, calibration_count: int, validation_count: int,

@@ -76,9 +76,11 @@ def training_license_classes(run: Path) -> list[str]:
 def _cache_command(folder: Path) -> str:
     meta = json.loads((folder / "meta.json").read_text())
     used = json.loads((folder / "progress.json").read_text())["complete"]
-    excluded = meta.get("exclude_sources", [])
+    excluded, only = meta.get("exclude_sources", []), meta.get("only_sources", [])
     return (f"python -m imis_lite.distill.teacher_cache --out runs/{folder.name} --views {meta['views_per_image']} "
             f"--seed {meta['seed']}" + (f" --exclude-sources {','.join(excluded)}" if excluded else "")
+            + (f" --sources {','.join(only)}" if only else "")
+            + (f" --per-source {meta['per_source']}" if meta.get("per_source") else "")
             + f" --limit {used}")  # the views trained on: a cache limited, or stopped early
 
 
@@ -94,7 +96,9 @@ def _train_command(config: dict) -> str:
             f"--out runs/{Path(config['out']).name} --student {config['student']} --steps {config['steps']} "
             f"--batch {config['batch']} --lr {config['lr']} --warmup {config['warmup']} "
             f"--prompt-weight {config['prompt_weight']} --prompt-every {config['prompt_every']} "
-            f"--boundary-weight {config.get('boundary_weight', 0.0)}{fresh} --seed {config['seed']}")
+            f"--boundary-weight {config.get('boundary_weight', 0.0)}{fresh}"
+            + (f" --source-power {config['source_power']}" if config.get("source_power") else "")
+            + f" --seed {config['seed']}")
 
 
 def _stage_text(number: int, run: Path) -> str:
@@ -111,7 +115,9 @@ def _stage_text(number: int, run: Path) -> str:
             + " (BCE to the teacher's probabilities"
             + (f", {boundary}x extra weight on a 5-pixel band at the mask's edge" if boundary else "")
             + f", + soft Dice), the decoder term every {config['prompt_every']} steps. AdamW, lr {config['lr']} "
-            f"(cosine, {config['warmup']} warm-up steps), batch {config['batch']}, {summary['steps']} steps, seed "
+            f"(cosine, {config['warmup']} warm-up steps), batch {config['batch']}, {summary['steps']} steps, "
+            + (f"views drawn with weight (views of their source)^-{config['source_power']}, " if config.get("source_power") else "")
+            + "seed "
             f"{config['seed']}, {summary['views']} training views; {summary['hours']} h on {config['device']} "
             f"({config.get('cpu') or cpu_name()}, {config['threads'] or 'all'} threads, world size {config['world_size']}). "
             + ("Only the refiner was trained; every other weight (and batch-norm statistic) stayed stage "

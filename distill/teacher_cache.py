@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import DEFAULT_CORPUS, CorpusImage, read_corpus
+from .corpus import DEFAULT_CORPUS, CorpusImage, cap_per_source, held_out_keys, read_corpus
 from .prompt_sampling import sample_prompts
 from .teachers import TEACHERS, Teacher, load_teacher
 from .user_images import UserImage, read_user_folder
@@ -81,14 +81,26 @@ def _plan(images: list[CorpusImage | UserImage], views: int) -> list[tuple[int, 
 def build_cache(out: Path, corpus: Path, teacher_name: str, views: int, license_classes: tuple[str, ...],
                 seed: int, flush_every: int = 16, limit: int | None = None, checkpoint: Path | None = None,
                 exclude_sources: tuple[str, ...] = (), user_folders: tuple[Path, ...] = (),
-                slices_per_axis: int = 8) -> TeacherCache:
-    """Views of the corpus images of ``license_classes`` (none when empty) and of the user's folders."""
+                slices_per_axis: int = 8, sources: tuple[str, ...] = (), per_source: int | None = None,
+                validation_every: int = 25) -> TeacherCache:
+    """Views of the corpus images of ``license_classes`` (none when empty) and of the user's folders.
+
+    The held-out images (every ``validation_every``-th of each source, over the whole corpus of those classes,
+    before ``sources`` / ``per_source`` narrow it) are recorded in the cache's meta, so training holds out
+    exactly the images the mask threshold is later chosen on, whatever subset this cache holds."""
     teacher = load_teacher(teacher_name, **({"checkpoint": checkpoint} if checkpoint else {}))
     images: list[CorpusImage | UserImage] = []
-    if license_classes:
-        images += [image for image in read_corpus(corpus, license_classes) if image.source not in exclude_sources]
+    corpus_images = read_corpus(corpus, license_classes) if license_classes else []
+    held_out = held_out_keys((image.key for image in corpus_images), validation_every)
+    corpus_images = [image for image in corpus_images
+                     if image.source not in exclude_sources and (not sources or image.source in sources)]
+    if per_source:
+        corpus_images = cap_per_source(corpus_images, per_source, validation_every)
+    images += corpus_images
     for folder in user_folders:
-        images += read_user_folder(folder, slices_per_axis)
+        user = read_user_folder(folder, slices_per_axis)
+        held_out |= held_out_keys((image.key for image in user), validation_every)
+        images += user
     if not images:
         raise SystemExit("nothing to train on: no corpus license class and no --images folder")
     plan = _plan(images, views)[:limit]
@@ -99,11 +111,14 @@ def build_cache(out: Path, corpus: Path, teacher_name: str, views: int, license_
         "user_folders": [str(Path(folder).resolve()) for folder in user_folders],
         "sources": sorted({image.source for image in images}), "exclude_sources": sorted(exclude_sources),
         "items": [[images[i].key, v] for i, v in plan],
+        "held_out": sorted(held_out & {image.key for image in images}), "validation_every": validation_every,
+        "per_source": per_source, "only_sources": sorted(sources),
     }
     if not (out / "meta.json").exists():
         _create(out, meta, teacher)
     cache = TeacherCache(out, writable=True)
-    if cache.meta["items"] != meta["items"] or cache.meta["teacher"] != teacher_name:
+    if cache.meta["items"] != meta["items"] or cache.meta["teacher"] != teacher_name or \
+            cache.meta.get("held_out", meta["held_out"]) != meta["held_out"]:
         raise SystemExit(f"{out} holds a different cache: choose another --out or delete it")
     started, done = time.time(), cache.complete
     for index in range(done, len(plan)):
@@ -143,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices-per-axis", type=int, default=8, help="slices taken along each axis of a volume")
     parser.add_argument("--exclude-sources", default="",
                         help="comma-separated corpus sources to leave out (an extra cache that oversamples the small ones)")
+    parser.add_argument("--sources", default="", help="comma-separated corpus sources to keep (default: all)")
+    parser.add_argument("--per-source", type=int,
+                        help="at most N images of each corpus source, evenly spread, its held-out images always kept")
+    parser.add_argument("--validation-every", type=int, default=25, help="hold out every N-th image of each source")
     parser.add_argument("--limit", type=int, help="stop after this many views (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -151,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     build_cache(args.out, args.corpus.resolve(), args.teacher, args.views, classes,
                 args.seed, limit=args.limit, checkpoint=args.checkpoint,
                 exclude_sources=tuple(filter(None, args.exclude_sources.split(","))), user_folders=tuple(args.images),
-                slices_per_axis=args.slices_per_axis)
+                slices_per_axis=args.slices_per_axis, sources=tuple(filter(None, args.sources.split(","))),
+                per_source=args.per_source, validation_every=args.validation_every)
     return 0
 
 

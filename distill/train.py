@@ -5,7 +5,10 @@
 
 The same command runs on the CPU (reduced scale: fewer steps) and on CUDA (mixed precision). Training is
 seeded and resumable: ``last.pt`` in ``--out`` holds model, optimiser, schedule and step, and a restarted run
-continues from it. ``log.jsonl`` has one line per logged step. A cache that is still being filled can be
+continues from it. Each step's views are drawn from ``(seed, step)`` alone, and ``--batch`` is the global batch
+that torchrun's processes split between them, so N processes follow the single-process run (exactly so where
+batch norms are frozen, as in a stage started from a bundle; trained batch norms see each process's share).
+``--source-power`` weights the draw against large sources. ``log.jsonl`` has one line per logged step. A cache that is still being filled can be
 trained on: each epoch samples from the views complete at its start.
 
 Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 
 from imis_lite.bundle import sha256_of
 
-from .corpus import held_out_keys
+from .corpus import held_out_keys, source_of_key
 from .model_card import cpu_name, from_bundle, reproduce_commands, training_paragraphs
 from .prompt_sampling import content_shape, largest_part, random_region, region_prompts, sample_labels
 from .student import STUDENTS, build_student, count_gflops, count_parameters
@@ -58,6 +61,10 @@ def split_items(cache: TeacherCache, complete: int, validation_every: int,
 
 
 def held_out_images(cache: TeacherCache, validation_every: int) -> set[str]:
+    """The held-out images the cache recorded when it was built (``teacher_cache``), else the per-source rule
+    over its own items (caches built before it recorded them)."""
+    if "held_out" in cache.meta and cache.meta.get("validation_every") == validation_every:
+        return set(cache.meta["held_out"])
     return held_out_keys((path for path, _ in cache.meta["items"]), validation_every)
 
 
@@ -71,7 +78,7 @@ class CacheSet:
         if len(teachers) > 1:
             raise SystemExit(f"the caches come from different teachers ({', '.join(sorted(teachers))}): train on one")
         self.meta = self.caches[0].meta
-        self.held_out = held_out_images(self.caches[0], validation_every)
+        self.held_out = set().union(*(held_out_images(cache, validation_every) for cache in self.caches))
         self.validation_every = validation_every
 
     def split(self) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +90,17 @@ class CacheSet:
             training.append(np.stack([np.full_like(train_views, number), train_views], axis=1))
             validation.append(np.stack([np.full_like(validation_views, number), validation_views], axis=1))
         return np.concatenate(training), np.concatenate(validation)
+
+    def source_weights(self, pairs: np.ndarray, power: float) -> np.ndarray | None:
+        """Sampling probabilities of ``pairs``: each view weighted by its source's view count to the power
+        ``-power`` (0: every view alike, 1: every source alike), so that small sources are not drowned by
+        Kvasir and BTCV. None for 0 (plain uniform draws)."""
+        if power == 0 or not len(pairs):
+            return None
+        sources = np.array([source_of_key(self.caches[number].meta["items"][view][0]) for number, view in pairs])
+        names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+        weights = counts[inverse].astype(np.float64) ** -power
+        return weights / weights.sum()
 
     def batch(self, pairs: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         parts = [load_batch(self.caches[number], pairs[pairs[:, 0] == number, 1], device)
@@ -292,7 +310,6 @@ def train(args: argparse.Namespace) -> Path:
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and args.amp)
-    rng = np.random.default_rng([args.seed, step, rank])
     config = {**vars(args), "cache": str(args.cache), "extra_cache": [str(c) for c in args.extra_cache],
               "init": str(args.init) if args.init else None, "frozen_norm": frozen_norm, "out": str(out), "world_size": world, "device": str(device),
               "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
@@ -306,13 +323,19 @@ def train(args: argparse.Namespace) -> Path:
         (out / "config.json").write_text(json.dumps(config, indent=1))
     started = time.time() - elapsed
     train_items, validation_items = caches.split()
-    while step < args.steps:
+    weights = caches.source_weights(train_items, args.source_power)
+    if args.batch % world:
+        raise SystemExit(f"--batch {args.batch} is the global batch: it must divide among the {world} processes")
+    while step < min(args.steps, args.stop_at or args.steps):
         if step % args.refresh_every == 0:
             train_items, validation_items = caches.split()
+            weights = caches.source_weights(train_items, args.source_power)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-        picked = train_items[rng.choice(len(train_items), size=args.batch, replace=len(train_items) < args.batch)]
-        batch = caches.batch(picked, device)
+        draw = np.random.default_rng([args.seed, step])  # the same global batch on every process, resumed or not
+        picked = train_items[draw.choice(len(train_items), size=args.batch, replace=len(train_items) < args.batch, p=weights)]
+        batch = caches.batch(picked[rank::world], device)
+        rng = np.random.default_rng([args.seed, step, rank, 1])
         set_training_mode(student, args.train, frozen_norm=frozen_norm)
         with autocast:
             embedding = model(batch["images"])
@@ -325,9 +348,11 @@ def train(args: argparse.Namespace) -> Path:
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
+        if step % args.log_every == 0 or step == args.steps:
+            losses = global_mean(terms, world)
         if rank == 0 and (step % args.log_every == 0 or step == args.steps):
             record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1),
-                      "views": int(len(train_items)), **{k: round(v.item(), 5) for k, v in terms.items()}}
+                      "views": int(len(train_items)), **losses}
             if step % (args.log_every * 10) == 0 or step == args.steps:
                 for number in range(len(caches.caches)):
                     views = validation_items[validation_items[:, 0] == number, 1]
@@ -337,14 +362,27 @@ def train(args: argparse.Namespace) -> Path:
                     record[key] = validate(student, objective, caches.caches[number], views, device, args.batch)
             (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")
             log.info("%s", record)
-        if rank == 0 and (step % args.checkpoint_every == 0 or step == args.steps):
+        if rank == 0 and (step % args.checkpoint_every == 0 or step in (args.steps, args.stop_at)):
             state = {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "elapsed_s": time.time() - started, "torch_rng": torch.get_rng_state(), "config": config}
             torch.save(state, out / "last.tmp")
             os.replace(out / "last.tmp", checkpoint)
-    if rank == 0:
+    if rank == 0 and step == args.steps:
         torch.save(student.state_dict(), out / "student.pt")
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return out / "student.pt"
+
+
+def global_mean(terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The loss terms averaged over the processes' shares of the global batch: what one process would log."""
+    names = sorted(terms)
+    values = torch.stack([terms[name].detach().float() for name in names])
+    if world > 1:
+        torch.distributed.all_reduce(values)
+        values = values / world
+    return {name: round(float(value), 5) for name, value in zip(names, values)}
 
 
 @torch.no_grad()
@@ -383,7 +421,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train", choices=("all", "refiner"), default="all",
                         help="refiner: train only a refiner added to an --init student (what extra capacity adds)")
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--stop-at", type=int,
+                        help="checkpoint and stop after this step, the schedule still running to --steps: rerun without it to go on")
+    parser.add_argument("--batch", type=int, default=8, help="global batch, split evenly among torchrun's processes")
+    parser.add_argument("--source-power", type=float, default=0.0,
+                        help="sample views with weight (views of their source)^-P: 0 every view alike, 1 every source alike")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup", type=int, default=100)

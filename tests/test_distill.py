@@ -421,3 +421,51 @@ def test_a_stage_started_from_a_bundles_onnx_keeps_its_folded_batch_norms(tiny_c
     assert any("--out runs/effvit-s-hr-fresh" in line for line in config["init_commands"])  # the bundle's own card
     assert config["frozen_norm"] and train.inherited_frozen_norm(out / "student.pt")  # and a stage after this one
     assert not train.inherited_frozen_norm(tmp_path / "elsewhere" / "student.pt")
+
+
+def _torchrun(arguments: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "imis_lite.distill.train", *arguments]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_under_torchrun_follow_one_process_with_the_same_global_batch_and_resume(tiny_cache, tmp_path):
+    """gloo on the CPU, from the shipped student's ONNX (batch norms frozen, so the split batch is the same sum):
+    the logged global loss of every step agrees with one process's, and a run stopped at step 2 and resumed
+    lands on the same losses as the run that never stopped."""
+    from imis_lite.bundle import load_bundle
+    from imis_lite.distill import train
+
+    encoder = load_bundle("effvit-s-hr").verified_path("encoder.onnx")
+    common = ["--cache", str(tiny_cache.folder), "--batch", "4", "--steps", "4", "--warmup", "1", "--log-every", "1",
+              "--validation-every", "3", "--student", "effvit-s-hr", "--init", str(encoder), "--prompt-weight", "1.0",
+              "--prompt-every", "2", "--checkpoint-every", "1", "--source-power", "1.0", "--threads", "1"]
+    single, pair, resumed = tmp_path / "single", tmp_path / "pair", tmp_path / "resumed"
+    assert train.main([*common, "--out", str(single)]) == 0
+    _torchrun([*common, "--out", str(pair)])
+    _torchrun([*common, "--out", str(resumed), "--stop-at", "2"])
+    assert not (resumed / "student.pt").exists() and (resumed / "last.pt").is_file()  # stopped, not finished
+    _torchrun([*common, "--out", str(resumed)])
+
+    def losses(run):
+        return [(r["step"], r["total"], r.get("box")) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+
+    expected = losses(single)
+    assert [step for step, _, _ in expected] == [1, 2, 3, 4] and expected[0][2] is not None  # a mask term at step 1
+    for run in (pair, resumed):
+        got = losses(run)
+        assert [step for step, _, _ in got] == [1, 2, 3, 4]
+        assert np.allclose([t for _, t, _ in got], [t for _, t, _ in expected], rtol=2e-3, atol=1e-4), (got, expected)
+    assert json.loads((pair / "config.json").read_text())["world_size"] == 2
+    from imis_lite.distill.student_readback import student_from_onnx
+    start = student_from_onnx(encoder, "effvit-s-hr").state_dict()
+    one, two = torch.load(single / "student.pt"), torch.load(pair / "student.pt")
+    moved = sum(float((one[k].float() - start[k].float()).abs().sum()) for k in one)
+    apart = sum(float((one[k].float() - two[k].float()).abs().sum()) for k in one)
+    assert moved > 0 and apart < 0.05 * moved, (apart, moved)  # Adam's steps agree, up to float summation order
