@@ -24,10 +24,9 @@ from imis_lite.corrections import Correction
 from imis_lite.demo import boxes_from_labels
 from imis_lite.io import read_scan
 from imis_lite.job import RawObject, model_volume, resolve, segment_scan
+from imis_lite.metrics import dice, nsd
+from imis_lite.protocol import next_click
 from imis_lite.volume import LITEMEDSAM_PROPAGATION, mask_box
-
-from .clicks import next_click
-from .metrics import dice, nsd
 
 #: slices added at each end of a 3D box's z-range for the loose-box runs
 LOOSE_Z = 3

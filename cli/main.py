@@ -20,6 +20,14 @@ DEVICE_CHOICES = ("CPU", "GPU", "NPU", "AUTO")
 
 
 NUMBER_LIST_OPTIONS = ("--box", "--point", "--neg-point")
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose", "--debug")
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """``imis-lite segment scan.nii.gz --box ... -q`` -> ``imis-lite -q segment ...``: the group's flags are
+    accepted after the subcommand too, where users type them; moved in front, click parses them as the group's."""
+    flags = [arg for arg in args if arg in GLOBAL_FLAGS]
+    return flags + [arg for arg in args if arg not in GLOBAL_FLAGS]
 
 
 def join_number_lists(args: list[str]) -> list[str]:
@@ -63,7 +71,7 @@ class ImisLiteGroup(click.Group):
     def main(self, args=None, *rest, **kwargs):
         if args is None:
             args = sys.argv[1:]
-        return super().main(join_number_lists(list(args)), *rest, **kwargs)
+        return super().main(join_number_lists(hoist_global_flags(list(args))), *rest, **kwargs)
 
     def invoke(self, ctx: click.Context):
         from imis_lite.errors import ImisLiteError

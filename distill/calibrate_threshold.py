@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imis_lite.benchmarks.metrics import NSD_TOLERANCE_MM, nsd
 from imis_lite.bundle import MANIFEST
-from imis_lite.metrics import dice
+from imis_lite.metrics import NSD_TOLERANCE_MM, dice, nsd
 from imis_lite.predictor import Segmenter
 from imis_lite.volume import mask_box
 

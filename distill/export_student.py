@@ -9,7 +9,8 @@ the bundle names the teacher bundle's decoder file (by sha256) instead of shippi
 interactive prompt path is installed in that bundle (``export_interactive``) the student takes it too: the
 click output of the same decoder, its prompt encoder, and the record in manifest and model card. A decoder an
 earlier encoder of the bundle was given (``train_interactive --box-target teacher``) is not kept: it was tuned to
-that encoder's embeddings, so tune one again for the new encoder. Nothing is installed unless every variant passes its parity check against the PyTorch student.
+that encoder's embeddings, so tune one again for the new encoder. Nothing is installed unless every variant
+passes its parity check against the PyTorch student.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .model_card import training_license_classes, training_stages, write_model_c
 from .onnx_wrappers import export_encoder
 from .parity import check_bundle
 from .quantize import onnxruntime_int8_static, openvino_int8
-from .student import build_student, count_gflops, count_parameters
+from .student import count_gflops, count_parameters, load_student
 from .teachers import load_litemedsam
 
 log = logging.getLogger("imis_lite.distill")
@@ -50,16 +51,6 @@ def attention_nodes(model: Path) -> list[str]:
     import onnx
 
     return [node.name for node in onnx.load(str(model)).graph.node if node.op_type in ("MatMul", "Div")]
-
-
-def load_student(run: Path):
-    """The trained student from a run folder (weights only; no pickle)."""
-    import torch
-
-    config = json.loads((run / "config.json").read_text())
-    student = build_student(config["student"], out_channels=config.get("out_channels", 256))
-    student.load_state_dict(torch.load(run / "student.pt", map_location="cpu", weights_only=True))
-    return student.eval(), config
 
 
 def stage_record(stage: Path) -> dict:

@@ -6,7 +6,6 @@ import json
 import platform
 from pathlib import Path
 
-
 #: what a student card says of its decoder at export; ``export_interactive`` rewrites it when it gives the
 #: bundle a decoder of its own
 SHARED_DECODER_NOTE = ("The mask decoder is LiteMedSAM's, unchanged (the bundle uses `../litemedsam/decoder.onnx`, checked"

@@ -8,7 +8,9 @@ channel count, so the teacher's prompt encoder and mask decoder take the student
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -202,3 +204,11 @@ def count_gflops(model: nn.Module, input_size: int = 256) -> float:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_student(run: Path) -> tuple[nn.Module, dict]:
+    """The trained student from a run folder (weights only; no pickle)."""
+    config = json.loads((run / "config.json").read_text())
+    student = build_student(config["student"], out_channels=config.get("out_channels", 256))
+    student.load_state_dict(torch.load(run / "student.pt", map_location="cpu", weights_only=True))
+    return student.eval(), config

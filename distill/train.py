@@ -8,8 +8,8 @@ seeded and resumable: ``last.pt`` in ``--out`` holds model, optimiser, schedule 
 continues from it. Each step's views are drawn from ``(seed, step)`` alone, and ``--batch`` is the global batch
 that torchrun's processes split between them, so N processes follow the single-process run (exactly so where
 batch norms are frozen, as in a stage started from a bundle; trained batch norms see each process's share).
-``--source-power`` weights the draw against large sources. ``log.jsonl`` has one line per logged step. A cache that is still being filled can be
-trained on: each epoch samples from the views complete at its start.
+``--source-power`` weights the draw against large sources. ``log.jsonl`` has one line per logged step. A cache
+that is still being filled can be trained on: each epoch samples from the views complete at its start.
 
 Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
 binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask.
@@ -311,7 +311,8 @@ def train(args: argparse.Namespace) -> Path:
         model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and args.amp)
     config = {**vars(args), "cache": str(args.cache), "extra_cache": [str(c) for c in args.extra_cache],
-              "init": str(args.init) if args.init else None, "frozen_norm": frozen_norm, "out": str(out), "world_size": world, "device": str(device),
+              "init": str(args.init) if args.init else None, "frozen_norm": frozen_norm, "out": str(out),
+              "world_size": world, "device": str(device),
               "student_config": STUDENTS[args.student].as_dict(), "teacher": cache.meta["teacher"],
               "out_channels": channels, "params": count_parameters(student), "cpu": cpu_name(),
               "gflops": count_gflops(build_student(args.student, out_channels=channels))}

@@ -54,10 +54,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from imis_lite.benchmarks.clicks import next_click
+
 from imis_lite.bundle import load_bundle
 from imis_lite.corrections import click_disc, ignores_click, local_update
 from imis_lite.metrics import dice
+from imis_lite.protocol import next_click
 
 from .prompt_sampling import content_shape, largest_part, random_region, region_prompts
 from .reference import shipped_litemedsam
@@ -269,7 +270,7 @@ class Embeddings:
     def __init__(self, cache: TeacherCache, student_run: Path | None, student_bundle: str | None = None) -> None:
         self.cache, self.student, self.encoder = cache, None, None
         if student_run is not None:
-            from .export_student import load_student
+            from .student import load_student
 
             self.student, _ = load_student(student_run)
         elif student_bundle is not None:
@@ -351,7 +352,8 @@ def train(args: argparse.Namespace) -> Path:
     if args.teacher_objects and args.box_target != "teacher":
         raise SystemExit("--teacher-objects adds boxes to the distilled box term: give --box-target teacher")
     if args.box_target == "teacher" and (args.train != "decoder" or (args.student_run is None and args.student_bundle is None)):
-        raise SystemExit("--box-target teacher tunes the whole decoder to a student: give --train decoder and --student-bundle or --student-run")
+        raise SystemExit("--box-target teacher tunes the whole decoder to a student: "
+                         "give --train decoder and --student-bundle or --student-run")
     net, click_channel = shipped_litemedsam(load_bundle(args.init_bundle).root) if args.init_bundle else (load_litemedsam(), 0)
     for parameter in net.parameters():
         parameter.requires_grad_(False)

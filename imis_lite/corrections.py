@@ -128,7 +128,7 @@ class Correction:
     (``local_update``), and an answer that still ignores the click gives way to the click's ``brush`` stroke.
     """
 
-    def __init__(self, segmenter: Segmenter, box: np.ndarray | list | None = None,
+    def __init__(self, segmenter: Segmenter, box: np.ndarray | list | tuple | None = None,
                  prior: np.ndarray | None = None) -> None:
         self.segmenter = segmenter
         self.box = None if box is None else np.asarray(box, dtype=np.float64)
@@ -161,7 +161,7 @@ class Correction:
         return self.mask
 
 
-def correct(segmenter: Segmenter, box: np.ndarray | list | None, clicks: list[tuple[float, float, int]],
+def correct(segmenter: Segmenter, box: np.ndarray | list | tuple | None, clicks: list[tuple[float, float, int]],
             prior: np.ndarray | None = None) -> Correction:
     """The box, then each (x, y, label) click in the order given, on the Segmenter's current image."""
     correction = Correction(segmenter, box, prior)

@@ -111,10 +111,10 @@ def resolve(scan: Scan, raw: RawObject, world: bool = False) -> ObjectPrompt:
             xyz = np.asarray(point, dtype=float)
             if three_d:
                 if xyz.size == 2:
-                    z = prompt.slice_index if prompt.slice_index is not None else (0 if depth == 1 else None)
-                    if z is None:
+                    point_z = prompt.slice_index if prompt.slice_index is not None else (0 if depth == 1 else None)
+                    if point_z is None:
                         raise PromptError(f"point {list(point)}: on a volume give x y z")
-                    xyz = np.r_[xyz, z]
+                    xyz = np.r_[xyz, point_z]
                 if xyz.size != 3:
                     raise PromptError(f"point {list(point)}: expected x y z")
                 if world:

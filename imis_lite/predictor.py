@@ -100,6 +100,7 @@ class Segmenter:
     def image(self) -> np.ndarray:
         """The current image as given to ``set_image`` (corrections read its intensities)."""
         self._require_image()
+        assert self._image is not None  # set with the embedding
         return self._image
 
     @property

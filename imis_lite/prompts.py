@@ -131,6 +131,8 @@ class PromptEncoder:
             batch = 1
         tokens = [np.zeros((batch, 0, self.embed_dim), np.float32)]
         if points is not None:
+            if labels is None:  # every point foreground, as predict() documents
+                labels = np.ones(np.shape(points)[:-1], np.int64)
             tokens.append(self.embed_points(points, labels, pad=boxes is None))
         if boxes is not None:
             tokens.append(self.embed_boxes(boxes))

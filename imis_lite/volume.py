@@ -175,6 +175,7 @@ class _Bounds:
 def _predict(segmenter: Segmenter, box, clicks, mask_input) -> _SliceAnswer:
     """The box (with ``mask_input``), then this slice's clicks one by one, each correcting near itself."""
     answer = correct(segmenter, box, [(p[0], p[1], p[3]) for p in clicks], mask_input)
+    assert answer.mask is not None  # correct() refuses a prompt that gives none
     return _SliceAnswer(answer.mask, answer.logits, answer.score)
 
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from imis_lite.benchmarks.clicks import next_click
-from imis_lite.benchmarks.metrics import dice, nsd
+
+from imis_lite.metrics import dice, nsd
+from imis_lite.protocol import next_click
 
 
 def square(shape, y0, y1, x0, x1):

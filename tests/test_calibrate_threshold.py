@@ -5,10 +5,10 @@ import json
 import shutil
 
 import numpy as np
+from imis_lite.distill.calibrate_threshold import GRID, SECTION, best_threshold, main, sweep
 
 from imis_lite import Segmenter
 from imis_lite.bundle import load_bundle
-from imis_lite.distill.calibrate_threshold import GRID, SECTION, best_threshold, main, sweep
 
 from .conftest import SHARED
 

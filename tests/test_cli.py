@@ -273,3 +273,14 @@ def test_help_and_version_load_no_runtime():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_global_flags_are_taken_after_the_subcommand_too(tmp_path, phantom_file):
+    out = tmp_path / "o.nii.gz"
+    loud = run("segment", phantom_file, *BOX, "-o", out, "--modality", "MR")
+    assert loud.exit_code == 0 and loud.stderr.strip()  # progress and the summary on stderr
+    quiet = run("segment", phantom_file, *BOX, "-o", tmp_path / "q.nii.gz", "--modality", "MR", "-q")
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr.strip() == ""
+    debug = run("segment", tmp_path / "nope.nii.gz", *BOX, "-o", tmp_path / "d.nii.gz", "--debug")
+    assert debug.exit_code == 1 and not isinstance(debug.exception, SystemExit)  # the traceback kept, not one line

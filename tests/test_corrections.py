@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from imis_lite import Segmenter
-from imis_lite.benchmarks.clicks import next_click
 from imis_lite.corrections import REACH, SLACK, Correction, brush, correct, grey_levels, local_update
 from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.errors import PromptError
 from imis_lite.metrics import dice
+from imis_lite.protocol import next_click
 
 from .conftest import load_case
 

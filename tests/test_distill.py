@@ -149,8 +149,9 @@ def test_training_command_resumes_and_export_matches_pytorch(tiny_cache, tmp_pat
     assert manifest["student"]["gflops"] <= TEACHER_GFLOPS / 15
     assert manifest["files"]["../litemedsam/decoder.onnx"]["sha256"]
     assert "permissive" in (bundle / "MODEL_CARD.md").read_text()
-    from imis_lite.bundle import load_bundle
     from imis_lite.distill.export_interactive import SECTION
+
+    from imis_lite.bundle import load_bundle
     teacher = load_bundle("litemedsam").manifest  # its decoder carries the trained click output: so must the student
     assert manifest["click_channel"] == teacher["click_channel"] and manifest["interactive"] == teacher["interactive"]
     assert manifest["files"]["prompt_encoder.npz"]["sha256"] == teacher["files"]["prompt_encoder.npz"]["sha256"]
@@ -283,11 +284,10 @@ def test_largest_part_and_content_shape_on_constructed_arrays():
 
 
 def test_teacher_object_prompts_frame_what_the_teacher_segments_in_a_view_without_labels(tiny_cache):
-    from scipy import ndimage
-
     from imis_lite.distill.prompt_sampling import content_shape, random_region, region_prompts, sample_labels
     from imis_lite.distill.teachers import decode_prompts, load_teacher
     from imis_lite.distill.train import Objective, fresh_prompts, load_batch
+    from scipy import ndimage
 
     objective = Objective(load_teacher("litemedsam", onnx_encoder=None), embedding_scale=0.0115, prompt_weight=1.0)
     batch = load_batch(tiny_cache, np.arange(2), torch.device("cpu"))
@@ -362,7 +362,6 @@ def test_a_users_folder_of_nifti_dicom_png_and_npz_becomes_training_slices(tmp_p
 def test_exported_decoder_computes_the_positional_encoding_instead_of_storing_it(teacher, tmp_path):
     import onnx
     import onnxruntime as ort
-
     from imis_lite.distill.onnx_wrappers import export_decoder, sam_decoder_for_export
 
     wrapper = sam_decoder_for_export(teacher).eval()
@@ -383,9 +382,10 @@ def test_exported_decoder_computes_the_positional_encoding_instead_of_storing_it
 
 def test_a_shipped_students_onnx_reads_back_into_pytorch_with_its_answers():
     import onnxruntime
-    from imis_lite.bundle import load_bundle
     from imis_lite.distill.corpus import DEFAULT_CORPUS, read_corpus
     from imis_lite.distill.student_readback import student_from_onnx
+
+    from imis_lite.bundle import load_bundle
     from imis_lite.preprocess import encoder_input
 
     encoder = load_bundle("effvit-s-hr").verified_path("encoder.onnx")
@@ -401,9 +401,10 @@ def test_a_shipped_students_onnx_reads_back_into_pytorch_with_its_answers():
 
 
 def test_a_stage_started_from_a_bundles_onnx_keeps_its_folded_batch_norms(tiny_cache, tmp_path):
-    from imis_lite.bundle import load_bundle
     from imis_lite.distill import train
     from imis_lite.distill.student_readback import student_from_onnx
+
+    from imis_lite.bundle import load_bundle
 
     encoder = load_bundle("effvit-s-hr").verified_path("encoder.onnx")
     out = tmp_path / "from-bundle"
@@ -439,8 +440,9 @@ def test_two_processes_under_torchrun_follow_one_process_with_the_same_global_ba
     """gloo on the CPU, from the shipped student's ONNX (batch norms frozen, so the split batch is the same sum):
     the logged global loss of every step agrees with one process's, and a run stopped at step 2 and resumed
     lands on the same losses as the run that never stopped."""
-    from imis_lite.bundle import load_bundle
     from imis_lite.distill import train
+
+    from imis_lite.bundle import load_bundle
 
     encoder = load_bundle("effvit-s-hr").verified_path("encoder.onnx")
     common = ["--cache", str(tiny_cache.folder), "--batch", "4", "--steps", "4", "--warmup", "1", "--log-every", "1",

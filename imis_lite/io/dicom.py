@@ -6,6 +6,7 @@ Voxel (i, j, k) = (column, row, slice); slices are sorted along the slice normal
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def read_dicom_file(path: Path) -> Scan:
     if frames == 1:
         pixels = pixels[None]
     row_dir, col_dir, normal = _orientation(dataset)
-    reference = dataset
+    reference: Any = dataset  # the dataset, or a multi-frame file's first frame: what _affine reads either way
     step = normal * float(dataset.get("SpacingBetweenSlices", dataset.get("SliceThickness", 1)) or 1)
     per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
     shared = dataset.get("SharedFunctionalGroupsSequence")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def read_nifti(path: Path, volume: int | None = None) -> Scan:
     import nibabel as nib
 
     try:
-        image = nib.load(str(path))
+        image: Any = nib.load(str(path))  # a NIfTI (or Analyze) image: dataobj, affine, header
         data = np.asanyarray(image.dataobj)
     except Exception as error:  # nibabel raises many types for truncated or foreign files
         raise InputError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})".replace("\n", " ")) from None
