@@ -261,6 +261,49 @@ def bench(ctx: click.Context) -> None:
     sys.exit(run_benchmarks(ctx.args, prog="imis-lite bench"))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --api-key.")
+@click.option("--port", type=click.IntRange(1, 65535), default=1527, show_default=True)
+@click.option("--api-key", envvar="IMIS_LITE_API_KEY", default=None,
+              help="Clients must send 'Authorization: Bearer KEY' (env IMIS_LITE_API_KEY).")
+@click.option("--max-sessions", type=click.IntRange(1), default=4, show_default=True, help="Leases held at once.")
+@click.option("--idle-timeout", type=click.FloatRange(1), default=600.0, show_default=True,
+              help="Seconds without an interaction before a lease ends.")
+@click.option("--max-body-mb", type=click.IntRange(1), default=1024, show_default=True, help="Largest request body.")
+@click.option("--max-image-voxels", type=click.IntRange(1), default=512 * 512 * 1024, show_default=True,
+              help="Largest image a client may send.")
+@runtime_options
+def serve(host: str, port: int, api_key: str | None, max_sessions: int, idle_timeout: float, max_body_mb: int,
+          max_image_voxels: int, model: str, engine: str, precision: str, arithmetic: str, device: str,
+          threads: int | None) -> None:
+    """Serve nnInteractive's remote protocol: napari and 3D Slicer segment through imis-lite (server extra)."""
+    import importlib.util
+
+    from imis_lite.errors import InputError
+
+    missing = [name for name in ("fastapi", "uvicorn", "blosc2") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"imis-lite serve needs the server extra ({', '.join(missing)} missing): "
+                         "pip install 'imis-lite[server]'")
+    if host not in LOOPBACK and not api_key:
+        raise click.UsageError(f"binding {host} exposes the server to the network: give --api-key (or bind 127.0.0.1)")
+    import uvicorn
+
+    from imis_lite.predictor import Segmenter
+    from imis_lite.server.app import ServerLimits, create_app
+
+    segmenter = Segmenter(model, engine=engine, precision=precision, device=device, threads=threads, arithmetic=arithmetic)
+    limits = ServerLimits(max_body_bytes=max_body_mb << 20, max_image_voxels=max_image_voxels, max_sessions=max_sessions,
+                          idle_timeout_s=idle_timeout, liveness_timeout_s=min(60.0, idle_timeout))
+    click.echo(f"imis-lite serve: {segmenter.describe()} on http://{host}:{port}"
+               + (" (API key required)" if api_key else ""), err=True)
+    uvicorn.run(create_app(segmenter, api_key, limits), host=host, port=port, log_level="warning")
+
+
 def _slice_budget(scan, prompts) -> int:
     """Most slices the job can touch: the progress bar's length."""
     return sum((p.z_range[1] - p.z_range[0] + 1) if p.z_range else 1 for p in prompts)

@@ -97,10 +97,11 @@ class ObjectPrompt:
     points: list[tuple[float, float, int, int]] = field(default_factory=list)
 
     def start_slice(self) -> int:
-        if self.z_range is not None:
-            return (self.z_range[0] + self.z_range[1]) // 2
+        """``slice_index`` when given (a 2D box drawn on one slice of a z-range), else the z-range's middle."""
         if self.slice_index is not None:
             return self.slice_index
+        if self.z_range is not None:
+            return (self.z_range[0] + self.z_range[1]) // 2
         if self.points:
             return int(self.points[0][2])
         raise PromptError("a prompt needs a box with a slice (or a 3D box) or a point")

@@ -96,7 +96,7 @@ def test_no_module_imports_itself_back(graph):
 
 def test_no_two_subpackages_import_each_other(graph):
     def package(name: str) -> str:
-        return next((p for p in sorted(PACKAGES, key=len, reverse=True) if name == p or name.startswith(p + ".")))
+        return next(p for p in sorted(PACKAGES, key=len, reverse=True) if name == p or name.startswith(p + "."))
 
     between = {name: {package(t) for t in targets} - {package(name)} for name, targets in graph.items()}
     edges: dict[str, set[str]] = {p: set() for p in PACKAGES}

@@ -1,0 +1,1 @@
+"""``imis-lite serve``: nnInteractive's remote protocol over imis-lite's models (needs the ``server`` extra)."""
