@@ -19,7 +19,7 @@ import numpy as np
 
 from imis_lite.bundle import available_models, load_bundle
 from imis_lite.demo import boxes_from_labels, sample_path
-from imis_lite.engines import OPENVINO_HINTS
+from imis_lite.options import ARITHMETICS, ENGINES, PRECISIONS
 from imis_lite.predictor import Segmenter
 
 from .accuracy import evaluate, save_scores, summarise
@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of challenge-form .npz cases")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--models", nargs="+", default=None, help="bundles (default: all found)")
-    parser.add_argument("--engines", nargs="+", default=["onnxruntime", "openvino"])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
-    parser.add_argument("--arithmetic", nargs="+", default=["f32"], choices=OPENVINO_HINTS,
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--arithmetic", nargs="+", default=["f32"], choices=ARITHMETICS,
                         help="OpenVINO variants also in these arithmetics (f32 where the CPU lacks one: see the "
                              "arithmetic column)")
     parser.add_argument("--rounds", type=int, default=None, help="timed encoder runs per variant (10; 3 with --quick)")

@@ -11,13 +11,8 @@ from pathlib import Path
 
 import click
 
+from imis_lite import options
 from imis_lite._version import __version__
-
-ENGINE_CHOICES = ("onnxruntime", "openvino")
-PRECISION_CHOICES = ("fp32", "int8")
-ARITHMETIC_CHOICES = ("f32", "bf16", "f16")
-DEVICE_CHOICES = ("CPU", "GPU", "NPU", "AUTO")
-
 
 NUMBER_LIST_OPTIONS = ("--box", "--point", "--neg-point")
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose", "--debug")
@@ -89,19 +84,20 @@ def runtime_options(command):
     """--model/--engine/--precision/--arithmetic/--device/--threads, shared by every command that runs a model."""
     from imis_lite.bundle import DEFAULT_MODEL
 
-    options = [
+    decorators = [
         click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Bundle name (see `imis-lite models`) or folder."),
-        click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="onnxruntime", show_default=True),
-        click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="fp32", show_default=True),
-        click.option("--arithmetic", type=click.Choice(ARITHMETIC_CHOICES), default="f32", show_default=True,
+        click.option("--engine", type=click.Choice(options.ENGINES), default=options.DEFAULT_ENGINE, show_default=True),
+        click.option("--precision", type=click.Choice(options.PRECISIONS), default=options.DEFAULT_PRECISION, show_default=True),
+        click.option("--arithmetic", type=click.Choice(options.ARITHMETICS), default=options.DEFAULT_ARITHMETIC, show_default=True,
                      help="OpenVINO only: bf16 / f16 on CPUs that compute them natively (faster, masks a little "
                           "different); f32 with a notice elsewhere."),
-        click.option("--device", type=click.Choice(DEVICE_CHOICES, case_sensitive=False), default="CPU", show_default=True,
+        click.option("--device", type=click.Choice(options.DEVICES, case_sensitive=False), default=options.DEFAULT_DEVICE,
+                     show_default=True,
                      help="Anything but CPU falls back to the CPU with a notice when absent."),
         click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: the engine's choice)."),
     ]
-    for option in reversed(options):
-        command = option(command)
+    for decorator in reversed(decorators):
+        command = decorator(command)
     return command
 
 

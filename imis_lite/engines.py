@@ -12,17 +12,15 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import EngineError
+from .options import ARITHMETICS, DEVICES, ENGINES, checked
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("onnxruntime", "openvino")
-DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 #: OpenVINO may run bf16 or f16 on CPUs that support it; unless asked otherwise we pin f32 for
-#: reproducible masks and say which precision actually ran. Each hint, with OpenVINO's name for it in the
-#: CPU's OPTIMIZATION_CAPABILITIES:
+#: reproducible masks and say which precision actually ran. Each arithmetic, with OpenVINO's name for it in
+#: the CPU's OPTIMIZATION_CAPABILITIES:
 _CPU_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
-OPENVINO_HINTS = tuple(_CPU_CAPABILITY)
+assert tuple(_CPU_CAPABILITY) == ARITHMETICS
 
 
 class Engine(Protocol):
@@ -35,10 +33,7 @@ class Engine(Protocol):
 
 
 def _check_device(device: str) -> str:
-    device = device.upper()
-    if device not in DEVICES:
-        raise EngineError(f"unknown device '{device}'; valid: {', '.join(DEVICES)}")
-    return device
+    return checked("device", device.upper(), DEVICES)
 
 
 class OnnxRuntimeEngine:
@@ -83,8 +78,7 @@ class OpenVinoEngine:
     ) -> None:
         import openvino as ov
 
-        if hint not in OPENVINO_HINTS:
-            raise EngineError(f"unknown OpenVINO precision hint '{hint}'; valid: {', '.join(OPENVINO_HINTS)}")
+        checked("arithmetic", hint, ARITHMETICS)
         core = ov.Core()
         device = _check_device(device)
         if device not in ("CPU", "AUTO") and not any(d.startswith(device) for d in core.available_devices):
@@ -127,4 +121,5 @@ def create_engine(
         return OnnxRuntimeEngine(model, device, threads)
     if engine == "openvino":
         return OpenVinoEngine(model, device, threads, hint)
-    raise EngineError(f"unknown engine '{engine}'; valid: {', '.join(ENGINES)}")
+    checked("engine", engine, ENGINES)
+    raise AssertionError(f"engine {engine} is declared but not built")

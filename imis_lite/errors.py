@@ -13,6 +13,10 @@ class EngineError(ImisLiteError):
     """An inference engine cannot be created with the options asked for."""
 
 
+class OptionError(EngineError, ValueError):
+    """An engine, precision, arithmetic or device name that is not one of ``imis_lite.options``'."""
+
+
 class PromptError(ImisLiteError):
     """A prompt is malformed or lies outside the image."""
 

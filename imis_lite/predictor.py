@@ -9,13 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import DEFAULT_MODEL, Bundle, load_bundle
-from .engines import ENGINES, OPENVINO_HINTS, Engine, create_engine
-from .errors import EngineError, ImageError, PromptError
+from .engines import Engine, create_engine
+from .errors import ImageError, PromptError
 from .geometry import ResizeLongestSide
+from .options import DEFAULT_ARITHMETIC, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION, checked_run_options
 from .preprocess import encoder_input
 from .prompts import PromptEncoder
-
-PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -30,48 +29,80 @@ def _image_key(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+#: embeddings kept per Segmenter: 128 slices of LiteMedSAM's 256x64x64 float32, and what fits beside a laptop's
+#: other work; a bigger embedding (a 768-channel teacher) simply keeps fewer
+DEFAULT_CACHE_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A bundle with its engines made: what a Segmenter runs. Build one with ``load_model``, or hand-make one
+    (tests, an application that owns its sessions) from any engines that answer ``run``."""
+
+    bundle: Bundle
+    prompt_encoder: PromptEncoder
+    encoder: Engine
+    decoder: Engine
+    engine: str
+    precision: str
+
+
+def load_model(
+    model: str = DEFAULT_MODEL,
+    engine: str = DEFAULT_ENGINE,
+    precision: str = DEFAULT_PRECISION,
+    device: str = DEFAULT_DEVICE,
+    threads: int | None = None,
+    arithmetic: str = DEFAULT_ARITHMETIC,
+) -> LoadedModel:
+    """The bundle ``model`` (a name or a folder) with every file's sha256 checked and both engines created."""
+    device = checked_run_options(engine, precision, arithmetic, device)
+    bundle = load_bundle(model)
+    variant = bundle.variant(engine, precision)
+    paths = {role: [bundle.verified_path(f) for f in files] for role, files in variant.items()}
+    prompt_encoder = PromptEncoder.from_npz(bundle.verified_path(bundle.manifest["prompt_encoder"]))
+    return LoadedModel(bundle, prompt_encoder, create_engine(engine, paths["encoder"][0], device, threads, arithmetic),
+                       create_engine(engine, paths["decoder"][0], device, threads, arithmetic), engine, precision)
+
+
 class Segmenter:
     """Interactive segmentation of 2D images (segment-anything's predictor, without torch).
 
-    ``Segmenter("litemedsam", engine="openvino", precision="int8", threads=2)``; ``set_image`` then any
-    number of ``predict`` calls. Embeddings of the last ``cache_size`` images are kept, so going back to a
-    slice already seen costs only the decoder. Masks are the logits above ``mask_threshold``: the bundle's
-    (``distill.calibrate_threshold``; segment-anything's 0 for the shipped ones) unless one is given.
-    ``arithmetic="bf16"`` lets OpenVINO compute in bfloat16 on CPUs that do it natively (AVX-512 BF16, AMX;
-    f32 with a notice elsewhere): about 1.6x faster there, masks a little different from f32 (README).
+    ``Segmenter("litemedsam", engine="openvino", precision="int8", threads=2)`` loads a bundle (``load_model``);
+    ``Segmenter(loaded_model)`` runs one already made. Then ``set_image`` and any number of ``predict`` calls.
+    Embeddings stay cached up to ``cache_bytes``, oldest out first, so going back to a slice already seen costs
+    only the decoder. Masks are the logits above ``mask_threshold``: the bundle's
+    (``distill.calibrate_threshold``) unless one is given. ``arithmetic="bf16"`` lets OpenVINO compute in
+    bfloat16 on CPUs that do it natively (f32 with a notice elsewhere; docs/benchmarks.md).
     """
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
-        engine: str = "onnxruntime",
-        precision: str = "fp32",
-        device: str = "CPU",
+        model: str | LoadedModel = DEFAULT_MODEL,
+        engine: str = DEFAULT_ENGINE,
+        precision: str = DEFAULT_PRECISION,
+        device: str = DEFAULT_DEVICE,
         threads: int | None = None,
-        cache_size: int = 128,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         mask_threshold: float | None = None,
-        arithmetic: str = "f32",
+        arithmetic: str = DEFAULT_ARITHMETIC,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
-        if engine not in ENGINES:
-            raise EngineError(f"unknown engine '{engine}'; valid: {', '.join(ENGINES)}")
-        if arithmetic not in OPENVINO_HINTS:
-            raise EngineError(f"unknown arithmetic '{arithmetic}'; valid: {', '.join(OPENVINO_HINTS)}")
-        if arithmetic != "f32" and engine != "openvino":
-            raise EngineError(f"{arithmetic} arithmetic needs the openvino engine")
-        self.bundle: Bundle = load_bundle(model)
-        variant = self.bundle.variant(engine, precision)
-        paths = {role: [self.bundle.verified_path(f) for f in files] for role, files in variant.items()}
-        self.prompt_encoder = PromptEncoder.from_npz(self.bundle.verified_path(self.bundle.manifest["prompt_encoder"]))
-        self.encoder: Engine = create_engine(engine, paths["encoder"][0], device, threads, arithmetic)
-        self.decoder: Engine = create_engine(engine, paths["decoder"][0], device, threads, arithmetic)
-        self.engine, self.precision = engine, precision
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, engine, precision, device, threads, arithmetic)
+        self.bundle: Bundle = loaded.bundle
+        self.prompt_encoder = loaded.prompt_encoder
+        self.encoder: Engine = loaded.encoder
+        self.decoder: Engine = loaded.decoder
+        self.engine, self.precision = loaded.engine, loaded.precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
         self._cache: OrderedDict[str, _Embedded] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_bytes = int(cache_bytes)
         self._current: _Embedded | None = None
         self._image: np.ndarray | None = None
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of embeddings held now (at most ``cache_bytes``, or one embedding when that is larger)."""
+        return sum(entry.embedding.nbytes for entry in self._cache.values())
 
     def describe(self) -> str:
         """One line naming model, engine, device and the precision that actually runs."""
@@ -93,7 +124,7 @@ class Segmenter:
         embedding = self.encoder.run({"image": tensor})["image_embeddings"]
         self._current, self._image = _Embedded(embedding, geometry), image
         self._cache[key] = self._current
-        if len(self._cache) > self._cache_size:
+        while len(self._cache) > 1 and self.cached_bytes > self._cache_bytes:
             self._cache.popitem(last=False)
 
     @property

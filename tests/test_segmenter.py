@@ -155,3 +155,47 @@ def test_bf16_arithmetic_needs_openvino():
         Segmenter("effvit-s-hr", engine="onnxruntime", arithmetic="bf16")
     with pytest.raises(EngineError, match="unknown arithmetic"):
         Segmenter("effvit-s-hr", engine="openvino", arithmetic="fp8")
+
+
+class _CountingEngine:
+    """A real engine, counted: how many images the Segmenter actually encodes."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, 0
+        self.name, self.device, self.inference_precision = engine.name, engine.device, engine.inference_precision
+
+    def run(self, inputs):
+        self.calls += 1
+        return self.engine.run(inputs)
+
+
+def test_a_segmenter_runs_engines_it_is_handed_and_bounds_its_cache_in_bytes(sample):
+    from dataclasses import replace
+
+    from imis_lite.predictor import LoadedModel, load_model
+
+    loaded = load_model("effvit-s-hr", threads=2)
+    counting = _CountingEngine(loaded.encoder)
+    one = 256 * 64 * 64 * 4  # one embedding, float32
+    segmenter = Segmenter(replace(loaded, encoder=counting), cache_bytes=2 * one)
+    assert isinstance(loaded, LoadedModel) and segmenter.bundle.name == "effvit-s-hr"
+    image = sample[0]
+    a, b, c = image, image[::-1].copy(), image[:, ::-1].copy()
+    for picture in (a, b, a, c):  # a is cached when seen again; c then pushes out b, the oldest
+        segmenter.set_image(picture)
+    assert counting.calls == 3 and segmenter.cached_bytes == 2 * one
+    segmenter.set_image(b)
+    assert counting.calls == 4 and segmenter.cached_bytes <= 2 * one
+    segmenter.set_image(c)
+    assert counting.calls == 4  # still cached
+    masks, _, _ = segmenter.predict(box=[100, 100, 300, 300])
+    assert masks.shape == (1, *image.shape[:2])
+
+
+def test_unknown_options_raise_the_packages_own_error():
+    from imis_lite.errors import OptionError
+
+    for options, message in (({"engine": "tensorrt"}, "unknown engine"), ({"precision": "int4"}, "unknown precision"),
+                             ({"device": "TPU"}, "unknown device"), ({"arithmetic": "fp8"}, "unknown arithmetic")):
+        with pytest.raises(OptionError, match=message):
+            Segmenter("effvit-s-hr", **options)
