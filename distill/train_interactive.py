@@ -4,40 +4,19 @@
     python -m imis_lite.distill.train_interactive --cache runs/cache-litemedsam --student-bundle effvit-s-hr \\
         --out runs/interactive-effvit-s-hr
 
-``--student-bundle`` (or ``--student-run``, a training run's PyTorch student) trains on the student's own
-embeddings of the cached views, the ones its bundle feeds the decoder; ``export_interactive`` then gives that
-bundle its own decoder file and leaves the teacher's alone.
-
-Each step plays one IMIS-style interaction per object: the first prompt is the object's (jittered) box or one
-interior click, then rounds of clicks at the centre of the largest error region (the benchmark's protocol),
-every round given all clicks so far and the previous round's low-res logits as mask input; the round that
-carries the gradient is drawn at random. A third episode kind teaches the mask input to act as a prior, as 3D
-propagation uses it: a box plus the logits of a distorted (shifted, grown or shrunk) copy of the object.
-
-Trained (``--train prompt``): the positive / negative / padding point embeddings and the mask-input
-convolutions (5.5 k parameters of the NumPy prompt encoder), which a box-only prompt never touches, so box
-answers stay bit-identical and the shipped decoder file is shared unchanged. ``--train click-head`` also
-trains the hypernetwork MLP of the decoder's second mask output (channel 1, 0.14 M parameters, started as a
-copy of channel 0's), read whenever clicks or a mask input are present: the box path (channel 0 and every
-shared layer) stays bit-identical and the decoder file keeps its size. ``--train decoder`` trains the whole
-mask decoder as well (4.1 M parameters, clicks still read channel 1); the box answer (channel 0) is held to
-the frozen decoder's by a logit regulariser on every step (``--box-weight``), since the shared layers move.
-For a student (``--student-bundle``), ``--box-target teacher`` turns that term into distillation instead: the
-box answer from the student's embedding learns the teacher's answer from the teacher's own cached embedding
-(``train.mask_loss``, ``--boundary-weight``), so the student gets a decoder tuned to its embeddings; with
-``--init-bundle litemedsam`` it starts from the shipped decoder and its trained click head.
-``--local`` plays the rounds before the graded one as the runtime shows them (``imis_lite.corrections``: each
-answer kept only where it reaches its click, asked once more when it ignores the click), so later clicks land
-where a user of the runtime would put them; ``--reach-weight`` adds a BCE term inside the disc around the graded
-round's click, the part of the answer the runtime keeps (on the shared cases the shipped decoder's answer left
-the clicked pixel on the wrong side, even asked twice, for 108 of 182 first clicks and 158 of the fifth, so most
-clicks changed nothing). The runtime now strokes such a click with ``corrections.brush``, which has nothing to
-train and is left out of these simulated rounds: a refused click changes nothing here. ``--init`` starts from
-an earlier run's ``last.pt`` (a second stage). Such a stage (300 steps from the shipped click head, README) took
-more clicks, +0.065 instead of +0.053 after 5, but hurt cell rings and MR, which the corpus has no labels for;
-it is not shipped.
-Ground truth: the corpus label maps held in the teacher cache (../shared/corpus, never ../shared/data).
-Seeded and resumable (``last.pt``), on CPU or CUDA.
+Each step plays one IMIS-style interaction per object: a (jittered) box or one interior click, then rounds of
+clicks at the centre of the largest error region (the benchmark's protocol), each given all clicks so far and
+the previous round's logits; the graded round is drawn at random. A third kind teaches the mask input to act
+as a prior, as 3D propagation uses it: a box plus a distorted copy of the object.
+``--train prompt`` trains only the point and mask-input parameters (box answers stay bit-identical);
+``click-head`` also the hypernetwork of the decoder's second mask output, which clicks and mask input read;
+``decoder`` the whole decoder, its box answers held to the frozen decoder's (``--box-weight``) or, for a
+student (``--student-bundle``/``--student-run``, trained on the student's own embeddings of the cached views),
+distilled from the teacher's answers on its own embeddings (``--box-target teacher``). ``--init-bundle``
+starts from a shipped bundle's decoder and click head; ``--init`` from an earlier run. ``export_interactive``
+then gives the bundle its decoder file. Ground truth: the corpus label maps in the cache (never
+../shared/data). Seeded and resumable (``last.pt``), on CPU or CUDA. What each option measured:
+docs/experiments.md.
 """
 
 from __future__ import annotations

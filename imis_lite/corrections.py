@@ -1,34 +1,12 @@
 """Click-by-click correction of one object: each click changes the mask only where it reaches.
 
-The decoder answers a click with a whole new mask, and with LiteMedSAM's decoder that mask also moves where
-the user was content: fed its own logits back round after round it erodes, and a negative click on a thin
-rim shrinks the whole organ. On ../shared/data's 182 2D objects (litemedsam, box then 5 clicks at the
-largest error, CVPR 2025 protocol) the plain answer lost part of its gain with every click after the first
-(+0.047 DSC after 1 click, +0.022 after 5; 73 objects ended worse than the box alone). Like FocalClick's
-progressive merge (Chen et al., CVPR 2022), a click here takes the decoder's answer only inside a disc
-around itself, whose radius follows the distance from the click to the previous mask's edge (what the user
-is correcting), and there only the change connected to the clicked pixel; the previous mask stays elsewhere.
-An answer that leaves the clicked pixel on the wrong side is asked once more, with its own logits as the mask
-input; if it still does, the answer is not used: on ring-shaped cells (Microscopy's white blood cells,
-truth = cytoplasm) every click lands in the nucleus, the decoder cannot draw the hole, and took true cytoplasm
-inside the disc instead (0.51 -> 0.32 after 5 clicks).
-Measured (OpenVINO fp32, after 5 clicks): the disc alone +0.048 (litemedsam) / +0.043 (effvit-s), Microscopy
--0.041 / -0.049; with the clicked-pixel rule, the connected change and the second ask +0.053 / +0.048,
-no modality worse for litemedsam, effvit-s's Microscopy -0.014; objects ending below the box alone 44 -> 8 /
-44 -> 14 (a refused click then changed nothing). On 96
-held-out corpus objects (``train_interactive``'s validation) the rule ends level with the disc alone (0.853 vs
-0.852 after 5 clicks, 0.828 vs 0.840 after 1); REACH 1-3 / SLACK 2-8 landed within 0.004 of each other there.
-
-A click the decoder still will not take works as an edge-respecting brush (``brush``): the pixels that look
-like the clicked one (grey level within ``BRUSH_TOLERANCE`` of the image's range), connected to it, inside the
-disc that just reaches the previous mask's edge, are added (foreground) or removed (background). The decoder
-left the clicked pixel wrong on 108 of 182 first clicks there (litemedsam), so most clicks did nothing.
-Chosen on 57 held-out corpus objects (CT and endoscopy, every 25th image; litemedsam, ONNX Runtime, after 5
-clicks): no brush 0.871, the plain disc 0.913, this brush 0.912 (tolerance 0.08 or 0.15), radius 0.7x / 1.3x
-the distance 0.894 / 0.909. On ../shared/data's 182 objects the plain disc painted across thin vessels (ONNX
-Runtime fp32: Fundus -0.010 for effvit-s-hr), which is why the brush respects grey-level edges (chosen with
-that in view); with it (benchmark, OpenVINO fp32; ONNX Runtime gives the same for effvit-s-hr): +0.108
-(litemedsam) / +0.089 (effvit-s-hr) after 5 clicks, every modality up.
+The decoder answers a click with a whole new mask that also moves where the user was content (fed its own
+logits it erodes; a negative click on a thin rim shrinks the whole organ). So, like FocalClick's progressive
+merge, a click takes the decoder's answer only inside a disc around itself, whose radius follows the click's
+distance to the previous mask's edge, and there only the change connected to the clicked pixel. An answer that
+leaves the clicked pixel on the wrong side is asked once more with its own logits; a click still refused works
+as an edge-respecting brush (``brush``): the pixels of the clicked grey level, connected to it, inside the disc,
+are added or removed. Measurements behind each choice: docs/experiments.md.
 """
 
 from __future__ import annotations

@@ -1,70 +1,14 @@
 """3D segmentation: segment one slice from the user's prompt, then propagate slice by slice.
 
 Each next slice is prompted with the bounding box of the previous slice's mask, widened by 6 pixels of the
-model frame (LiteMedSAM's own 3D inference widens by 3). The measured failure of propagation is a mask that
-shrinks slice after slice while the organ grows: the decoder answers a box a few pixels too tight with a
-mask inside it, whose box is tighter again. LiteMedSAM was trained with box corners jittered by up to 5
-pixels (``bbox_shift``), so 6 is about the loosest box it knows. Margins swept on ../shared/data's 95 volume
-objects (the only volumes with ground truth here), mean 3D DSC: effvit-s 0.462 / 0.471 / 0.473 / 0.467 / 0.461
-for 3 / 5 / 6 / 8 / 10 pixels; litemedsam 0.418 (3) vs 0.432 (6).
-Unlike LiteMedSAM's scheme, every prompt box and every mask stays inside the user's 3D box (x, y and z), and
-clicks on any slice of the box correct that slice when propagation reaches it, everything beyond it being
-propagated from the corrected slice (propagation never stops before a clicked slice).
-
-Also measured there (README): keeping inside the box lifts 3D DSC by 0.02-0.03; feeding the previous slice's
-logits as mask input (``carry_logits``) lowered it by 0.06 with the prompt-only training, and with the trained
-click output (read for any mask input) moves litemedsam's mean 0.432 -> 0.439 but splits by modality (CT 72
-objects +0.026, MR 23 objects -0.050) and lowers effvit-s's 0.473 -> 0.432 (CT -0.044, MR -0.030), so it stays
-off; stopping on the decoder's predicted IoU (``min_score``) or on slice-to-slice overlap (``min_overlap``) only
-cuts correct slices when the box's z-range is tight. So these three are off by default, kept for experiments and
-loose z-ranges. Widening the box again when a mask touches its edge, choosing among several margins by the
-decoder's IoU score, or adding a click at the previous mask's centre gained little or lost (effvit-s: +0.002
-over margin 3; -0.007 and -0.046 against margin 6 alone) and were not kept. Guards against leaks measured
-nothing (effvit-s, 95 objects, 0.4732 each): cutting a slice's mask to its prompt box, or to the previous mask
-grown by the margin when its area more than doubles; retrying an empty slice with the previous logits, or going
-on past it, 0.4727 / 0.4730. Per-slice Dice shows why: at an organ's ends the decoder keeps answering a mask of
-the previous slice's size while the organ tapers (2-10x too large) or picks a neighbour of the same size, not a
-sudden leak. Shrinking each next box as an ellipsoid filling the user's z-range (half-axis = half the
-z-range + 0.5 or 1.5 slices) lowered effvit-s's mean to 0.469 (MR most: 0.468 -> 0.459), so the taper is not that
-regular. Nor does the previous slices' trend help (effvit-s, 95 objects, OpenVINO fp32; 0.4732 and 36 objects more
-than 0.05 below their middle slice with margin 6 alone): moving each edge of the next box by its motion between the
-two previous masks gave 0.4707 (40 objects below), by half of it 0.4782 (39), only when it shrinks 0.4708 (41).
-The user's box on every slice without propagating gives 0.4593 (43), and choosing per slice between it and the
-propagated box, by overlap with the previous mask or by the decoder's IoU estimate, 0.4615 (40) / 0.4657 (42).
-
-The start slice (the middle of the user's 3D box) keeps only the largest connected piece of its mask, unless the
-user clicked on it. The user's 3D box spans the whole object, so on its middle slice it is looser than the object
-(3.4x the object's area there, median over ../shared/data's 95 volume objects), and a box decoder answers a loose
-box with the object plus fragments of whatever else inside the box looks alike; every propagated box then carries
-those fragments on (``tests/test_volume.py`` builds such a case). Measured there (OpenVINO fp32, mean 3D DSC):
-effvit-s-hr 0.5003 -> 0.5097 (CT 0.488 -> 0.500, MR 0.539 -> 0.541), litemedsam 0.4318 -> 0.4335 (CT and MR both
-up); keeping one piece on the propagated slices too, or the pieces touching the previous mask, added nothing
-(0.5096 / 0.5102), as their boxes are tight already; keeping the largest 3D piece of the result added 0.0001 /
-0.001. A click on the start slice keeps every piece (the user may be adding the second one).
-
-Propagation stops at the first slice left empty, unless a click lies beyond it: going on would prompt the user's
-whole box on slices past the organ's end, where a box prompt still finds something (false positives when the
-user's z-range is looser than the organ). The shared volumes' z-ranges are tight, and there going on past an
-empty slice scores the same (effvit-s-hr 0.5003 either way, litemedsam 0.4318 vs 0.4316). A blank slice (one grey
-level: padding, or all air after the window) counts as empty instead of failing the whole object. LiteMedSAM's
-own 3D inference, the benchmark's reference (``LITEMEDSAM_PROPAGATION``), never stops: after an empty slice it
-sends the user's box again.
-
-A z-range looser than the organ costs accuracy: 3 / 8 slices more at each end lower effvit-s-hr's mean from
-0.510 to 0.479 / 0.447 (litemedsam 0.434 to 0.407 / 0.356; the benchmark measures 3), since past the organ's end
-the decoder still answers a box with something of the previous mask's size. No measured signal tells those
-slices apart, so none replaces the empty slice as the stop: stopping on the decoder's IoU estimate (below 0.3-0.8,
-or 0.5-0.7x the previous slice's), SAM's stability score (area of logits > 1 over logits > -1; below 0.5-0.9 or
-0.7-0.9x the previous), Dice with the previous mask, area jumps of 2.5-5x, or a mean grey level 0.5-2 standard
-deviations from the start slice's gained at most 0.009 for effvit-s-hr (stability below 0.8x the previous
-slice's: +0.004 / +0.009 / 0.000 at 0 / 3 / 8 slices looser, 5 objects more than 0.01 worse when tight), and the
-same rule lowers litemedsam's 0.434 to 0.409; stopping each end at its best slice (known from the ground truth)
-would give 0.546 / 0.544 / 0.529 (litemedsam 0.458 / 0.458 / 0.418). The slices such a stop would cut hold none
-of the organ (median), yet the decoder scores them 0.72 against 0.82 for slices kept (medians). Nor does the
-start slice matter: starting where the box answer fills the user's box best gave 0.509, and even the slice whose
-answer is best by the ground truth 0.524 (effvit-s-hr, tight z-range).
-
-Embeddings stay in the Segmenter's cache, so re-running an object after a click costs only the decoder.
+model frame: a decoder answers a box a few pixels too tight with a mask inside it, so without slack the mask
+shrinks slice after slice while the organ grows, and LiteMedSAM was trained with boxes jittered by up to 5.
+Every prompt box and mask stays inside the user's 3D box, and a click on any slice corrects that slice when
+propagation reaches it, everything beyond being propagated from the corrected slice. The start slice keeps
+only its mask's largest connected piece (a loose box also frames lookalikes), unless the user clicked there.
+Propagation stops at the first empty slice, unless a click lies beyond it: no measured signal (IoU estimate,
+stability score, overlap, area, grey level) told wrong slices from right ones better. The previous slice's
+logits are not fed back as mask input: that lowered 3D DSC. Measurements: docs/experiments.md.
 """
 
 from __future__ import annotations
