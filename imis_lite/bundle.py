@@ -18,7 +18,7 @@ from typing import Any
 from .errors import BundleError
 
 MODELS_ENV = "IMIS_LITE_MODELS"
-DEFAULT_MODEL = "litemedsam"
+DEFAULT_MODEL = "effvit-s-hr"
 MANIFEST = "manifest.json"
 
 

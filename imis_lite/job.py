@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from .corrections import correct
 from .errors import PromptError
 from .intensity import infer_modality, to_uint8
 from .io.scan import Scan
+from .orientation import Reorientation
 from .predictor import Segmenter
 from .volume import DEFAULT_PROPAGATION, ObjectPrompt, Propagation, segment_object
 
@@ -155,7 +156,48 @@ def segment_scan(
     on_slice: Callable[[], None] | None = None,
     rules: Propagation = DEFAULT_PROPAGATION,
 ) -> np.ndarray:
-    """Label map with the scan's spatial shape; object i of ``prompts`` gets label i + 1 (later ones win)."""
+    """Label map with the scan's spatial shape; object i of ``prompts`` gets label i + 1 (later ones win).
+
+    Volumes are segmented in one working frame (``orientation``: RAS+, the propagation axis last), prompts and
+    masks mapped there and back, whenever every prompt can be: a 2D box on a slice whose axis is not the
+    propagation axis stays in the input's own frame."""
+    if scan.is_volume:
+        reorientation = Reorientation.of(scan.affine, scan.data.shape)
+        canonical = [_to_canonical(prompt, reorientation) for prompt in prompts]
+        if not reorientation.is_identity and all(p is not None for p in canonical):
+            turned = replace(scan, data=reorientation.array(scan.data))
+            labels = _segment(segmenter, turned, [p for p in canonical if p is not None], modality, window, on_slice, rules)
+            return np.ascontiguousarray(reorientation.back(labels))
+    return _segment(segmenter, scan, prompts, modality, window, on_slice, rules)
+
+
+def _to_canonical(prompt: ObjectPrompt, reorientation: Reorientation) -> ObjectPrompt | None:
+    """``prompt`` in working-frame indices; None for a 2D prompt whose slice would not be a slice there."""
+    if prompt.z_range is None and reorientation.axis(2) != 2:
+        return None
+    points = []
+    for x, y, z, label in prompt.points:
+        cx, cy, cz = reorientation.index((x, y, z))
+        points.append((cx, cy, int(round(cz)), label))
+    box, z_range, slice_index = None, None, None
+    if prompt.slice_index is not None:
+        slice_index = int(round(reorientation.index((0, 0, prompt.slice_index))[2]))
+    if prompt.box is not None:
+        z0, z1 = prompt.z_range if prompt.z_range is not None else (prompt.slice_index or 0,) * 2
+        corners = np.array([reorientation.index((prompt.box[0], prompt.box[1], z0)),
+                            reorientation.index((prompt.box[2], prompt.box[3], z1))])
+        low, high = corners.min(axis=0), corners.max(axis=0)
+        box = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
+        if prompt.z_range is not None:
+            z_range = (int(round(low[2])), int(round(high[2])))
+    elif prompt.z_range is not None:
+        ends = sorted(reorientation.index((0, 0, z))[2] for z in prompt.z_range)
+        z_range = (int(round(ends[0])), int(round(ends[1])))
+    return ObjectPrompt(box=box, z_range=z_range, slice_index=slice_index, points=points)
+
+
+def _segment(segmenter: Segmenter, scan: Scan, prompts: list[ObjectPrompt], modality: str | None,
+             window: tuple[float, float] | None, on_slice: Callable[[], None] | None, rules: Propagation) -> np.ndarray:
     image = model_volume(scan, modality, window)
     labels = np.zeros(scan.spatial_shape, dtype=np.uint16 if len(prompts) > 255 else np.uint8)
     for label, prompt in enumerate(prompts, start=1):
