@@ -284,3 +284,38 @@ def test_global_flags_are_taken_after_the_subcommand_too(tmp_path, phantom_file)
     assert quiet.stderr.strip() == ""
     debug = run("segment", tmp_path / "nope.nii.gz", *BOX, "-o", tmp_path / "d.nii.gz", "--debug")
     assert debug.exit_code == 1 and not isinstance(debug.exception, SystemExit)  # the traceback kept, not one line
+
+
+def test_a_full_disk_leaves_nothing_at_the_output_path(tmp_path, phantom_file, monkeypatch):
+    import errno
+
+    import nibabel
+
+    def full_disk(image, filename):
+        Path(filename).write_bytes(b"\x00" * 1000)  # part of the file made it to disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nibabel, "save", full_disk)
+    out = tmp_path / "o.nii.gz"
+    result = run("segment", phantom_file, *BOX, "-o", out, "--modality", "MR")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("error")] == [
+        "error: [Errno 28] No space left on device"]  # after the progress bar's label, one line
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["p.nii.gz"]  # no temporary left
+
+
+def test_a_process_killed_mid_write_leaves_nothing_at_the_output_path(tmp_path, phantom_file):
+    out = tmp_path / "o.nii.gz"
+    code = (
+        "import os, signal, sys, nibabel\n"
+        "from pathlib import Path\n"
+        "def dying(image, filename):\n"
+        "    Path(filename).write_bytes(b'half a file')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "nibabel.save = dying\n"
+        "from imis_lite.cli.main import main\n"
+        f"main({[str(a) for a in ['segment', phantom_file, *BOX, '-o', out, '--modality', 'MR']]!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == -9
+    assert not out.exists()
