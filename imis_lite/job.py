@@ -45,8 +45,28 @@ def read_prompt_file(path: Path) -> tuple[list[RawObject], str | None]:
     for i, item in enumerate(objects):
         if not isinstance(item, dict):
             raise PromptError(f"{path}: object {i} is not a JSON object")
-        raw.append(RawObject(item.get("box"), item.get("slice"), item.get("points", []), item.get("neg_points", [])))
-    return raw, spec.get("coords") if isinstance(spec, dict) else None
+        box = item.get("box")
+        if box is not None and not _numbers(box):
+            raise PromptError(f"{path}: object {i}: box must be a list of numbers")
+        where = item.get("slice")
+        if where is not None and (isinstance(where, bool) or not isinstance(where, int)):
+            raise PromptError(f"{path}: object {i}: slice must be an integer")
+        clicks = {}
+        for key in ("points", "neg_points"):
+            value = item.get(key) or []
+            if not isinstance(value, list) or not all(_numbers(point) for point in value):
+                raise PromptError(f"{path}: object {i}: {key} must be a list of [x, y] or [x, y, z] lists of numbers")
+            clicks[key] = value
+        raw.append(RawObject(box, where, clicks["points"], clicks["neg_points"]))
+    coords = spec.get("coords") if isinstance(spec, dict) else None
+    if coords not in (None, "voxel", "world"):
+        raise PromptError(f"{path}: coords must be 'voxel' or 'world'")
+    return raw, coords
+
+
+def _numbers(value: object) -> bool:
+    """A JSON list of numbers (booleans are not numbers here)."""
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
 def _to_voxel(scan: Scan, xyz: np.ndarray) -> np.ndarray:

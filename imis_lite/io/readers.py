@@ -75,7 +75,10 @@ def read_nifti(path: Path, volume: int | None = None) -> Scan:
         data = data[:, :, None]
     if data.ndim != 3:
         raise InputError(f"{path}: {data.ndim}D NIfTI images are not supported (2D, 3D or 4D)")
-    return Scan(path, "nifti", data, image.affine.copy(), True, extras={"header": image.header, "file_shape": file_shape})
+    affine = np.asarray(image.affine, float)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{path}: its header gives no usable voxel-to-world affine (singular or not finite)")
+    return Scan(path, "nifti", data, affine.copy(), True, extras={"header": image.header, "file_shape": file_shape})
 
 
 def read_image(path: Path) -> Scan:
