@@ -27,6 +27,7 @@ from .cli_3d import cli_3d
 from .machine import describe_machine
 from .memory import cli_cold_start_s, peak_rss_mb
 from .report import accuracy_plot, clicks_plot, results_table
+from .serve_3d import serve_3d
 from .speed import measure
 from .volume_time import volume_seconds
 
@@ -147,6 +148,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
         model: cli_3d(model, args.threads) for model in dict.fromkeys(r["model"] for r in rows if r["engine"] != "pytorch")
     }
     stage_seconds["CLI cold start and 3D"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    payload["serve_3d"] = {} if args.quick else {model: serve_3d(model, args.threads) for model in payload["cli_3d"]}
+    stage_seconds["serve 3D"] = round(time.perf_counter() - started, 1)
     payload["complete"] = True
     _save(args.out / "results.json", payload)
     accuracy_plot(rows, args.out / "accuracy_vs_latency.png")

@@ -79,6 +79,13 @@ def results_table(payload: dict) -> str:
         lines += ["", "3D through the CLI (example_ct_sm.nii.gz, largest organ, default engine and precision):", "",
                   "| model | seconds | Dice |", "|---|---:|---:|"]
         lines += [f"| {model} | {r['seconds']} | {r['dice']} |" for model, r in payload["cli_3d"].items()]
+    if payload.get("serve_3d"):
+        lines += ["", "The same organ through `imis-lite serve` (nninteractive-client: a 2D box on its middle slice):", "",
+                  "| model | set_image s | box s | box s, embeddings cached | Dice | CLI s |", "|---|---:|---:|---:|---:|---:|"]
+        for model, r in payload["serve_3d"].items():
+            cli = payload.get("cli_3d", {}).get(model, {}).get("seconds", "-")
+            lines.append(f"| {model} | skipped: {r['skipped']} | | | | |" if "skipped" in r else
+                         f"| {model} | {r['set_image_s']} | {r['box_s']} | {r['box_cached_s']} | {r['dice']} | {cli} |")
     return "\n".join(lines)
 
 
