@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imis_lite.bundle import available_models, load_bundle
+from imis_lite.bundle import DEFAULT_MODEL, available_models, load_bundle
 from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.options import ARITHMETICS, ENGINES, PRECISIONS
 from imis_lite.predictor import Segmenter
 
 from .accuracy import evaluate, save_scores, summarise
+from .big_volume import big_volume
 from .cli_3d import cli_3d
 from .machine import describe_machine
 from .memory import cli_cold_start_s, peak_rss_mb
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m imis_lite.benchma
     started = time.perf_counter()
     payload["serve_3d"] = {} if args.quick else {model: serve_3d(model, args.threads) for model in payload["cli_3d"]}
     stage_seconds["serve 3D"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    payload["big_volume"] = {} if args.quick else {DEFAULT_MODEL: big_volume(DEFAULT_MODEL, args.threads)}
+    stage_seconds["big volume"] = round(time.perf_counter() - started, 1)
     payload["complete"] = True
     _save(args.out / "results.json", payload)
     accuracy_plot(rows, args.out / "accuracy_vs_latency.png")

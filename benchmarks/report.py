@@ -86,6 +86,9 @@ def results_table(payload: dict) -> str:
             cli = payload.get("cli_3d", {}).get(model, {}).get("seconds", "-")
             lines.append(f"| {model} | skipped: {r['skipped']} | | | | |" if "skipped" in r else
                          f"| {model} | {r['set_image_s']} | {r['box_s']} | {r['box_cached_s']} | {r['dice']} | {cli} |")
+    for model, r in payload.get("big_volume", {}).items():
+        lines += ["", f"Big CT through the CLI ({model}, {'x'.join(map(str, r['shape']))} int16, a box over {r['box_slices']} "
+                  f"slices): {r['seconds']} s, peak RSS {r['peak_rss_mb']} MB"]
     return "\n".join(lines)
 
 

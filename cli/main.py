@@ -16,6 +16,8 @@ from imis_lite._version import __version__
 
 NUMBER_LIST_OPTIONS = ("--box", "--point", "--neg-point")
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose", "--debug")
+#: the embedding cache of one ``segment`` job (32 slices of a 256x64x64 embedding)
+JOB_CACHE_BYTES = 128 << 20
 
 
 def hoist_global_flags(args: list[str]) -> list[str]:
@@ -224,7 +226,9 @@ def segment(input_path: Path, output: Path | None, boxes, slices, points, neg_po
     prompts = [resolve(scan, raw, world=coords == "world") for raw in raw_objects]
     output = output or default_output(scan)
     check_output(output, scan, force)
-    segmenter = Segmenter(model, engine=engine, precision=precision, arithmetic=arithmetic, device=device, threads=threads)
+    # one job, every prompt known: propagation visits each slice once, so a small cache is enough
+    segmenter = Segmenter(model, engine=engine, precision=precision, arithmetic=arithmetic, device=device, threads=threads,
+                          cache_bytes=JOB_CACHE_BYTES)
     logging.getLogger("imis_lite").info("%s", segmenter.describe())
     quiet = (click.get_current_context().find_root().obj or {}).get("quiet", False)
     if not quiet and any(p.box is None for p in prompts):

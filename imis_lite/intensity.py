@@ -31,9 +31,19 @@ def parse_window(text: str) -> tuple[float, float]:
     return level, width
 
 
+#: elements converted at a time: whole-volume float copies of a big CT would cost gigabytes
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _sample(data: np.ndarray) -> np.ndarray:
+    """A strided view of at most about ``CHUNK_ELEMENTS`` elements, for statistics of a large array."""
+    step = int(np.ceil((data.size / CHUNK_ELEMENTS) ** (1 / data.ndim))) if data.size > CHUNK_ELEMENTS else 1
+    return data[(slice(None, None, step),) * data.ndim]
+
+
 def infer_modality(data: np.ndarray) -> str:
     """'CT' when values look like Hounsfield units (air near -1000), else 'other'."""
-    if np.issubdtype(data.dtype, np.number) and data.min() <= -500 and np.percentile(data, 99) < 4000:
+    if np.issubdtype(data.dtype, np.number) and data.min() <= -500 and np.percentile(_sample(data), 99) < 4000:
         return "CT"
     return "other"
 
@@ -52,9 +62,14 @@ def to_uint8(data: np.ndarray, modality: str, window: tuple[float, float] | None
     elif window is not None:
         low, high = window[0] - window[1] / 2, window[0] + window[1] / 2
     else:
-        values = data[data != 0] if np.any(data != 0) else data.ravel()
+        sample = _sample(data)  # all of it, unless it is large
+        values = sample[sample != 0] if np.any(sample != 0) else sample.ravel()
         low, high = (float(v) for v in np.percentile(values, PERCENTILES))
         if high <= low:
             low, high = float(data.min()), float(data.max())
-    scaled = (np.clip(data.astype(np.float32), low, high) - low) / max(high - low, 1e-6) * 255.0
-    return np.round(scaled).astype(np.uint8)
+    out = np.empty(data.shape, np.uint8)
+    rows = max(1, CHUNK_ELEMENTS // max(1, data[0].size))
+    for start in range(0, data.shape[0], rows):  # a chunk at a time: no whole-volume float copy
+        chunk = np.clip(data[start:start + rows].astype(np.float32), low, high)
+        out[start:start + rows] = np.round((chunk - low) / max(high - low, 1e-6) * 255.0)
+    return out

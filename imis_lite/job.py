@@ -187,7 +187,7 @@ def segment_scan(
         if not reorientation.is_identity and all(p is not None for p in canonical):
             turned = replace(scan, data=reorientation.array(scan.data))
             labels = _segment(segmenter, turned, [p for p in canonical if p is not None], modality, window, on_slice, rules)
-            return np.ascontiguousarray(reorientation.back(labels))
+            return reorientation.back(labels)  # a view: no second copy of a big label map
     return _segment(segmenter, scan, prompts, modality, window, on_slice, rules)
 
 
