@@ -125,6 +125,24 @@ def _stage_text(number: int, run: Path) -> str:
             f"{json.dumps(summary['validation'])}.")
 
 
+def source_table(metas: list[dict], used: list[int]) -> str:
+    """Images per licence class, source and modality that training saw (held-out ones counted apart)."""
+    from .corpus import read_corpus
+
+    rows: dict[tuple[str, str, str], list[int]] = {}
+    for meta, count in zip(metas, used):
+        corpus = {image.key: image for image in read_corpus(meta["corpus"], ("permissive", "nc", "unclear"))}
+        held_out = set(meta.get("held_out", []))
+        for key in dict.fromkeys(path for path, _ in meta["items"][:count]):
+            image = corpus.get(key)
+            where = (image.license_class, image.source, image.modality) if image else ("user", key.split("/")[1], "?")
+            cell = rows.setdefault(where, [0, 0])
+            cell[1 if key in held_out else 0] += 1
+    lines = ["| licence class | source | modality | training images | held out |", "|---|---|---|---:|---:|"]
+    lines += [f"| {c} | {s} | {m} | {n} | {h} |" for (c, s, m), (n, h) in sorted(rows.items())]
+    return "\n".join(lines)
+
+
 def write_model_card(path: Path, manifest: dict, run: Path) -> None:
     stages = training_stages(run)
     configs = [json.loads((stage / "config.json").read_text()) for stage in stages]
@@ -155,6 +173,10 @@ Only `../shared/corpus/`, license classes **{', '.join(classes)}**
 sees it, then augmented views (crops, flips, rotations, windows, gamma, noise, blur, mixing). Every
 {configs[0]['validation_every']}th image was held out to watch the loss. Nothing from `../shared/data/` (the
 evaluation cases) was used. INT8 calibration: {len(manifest['calibration']['images'])} permissive corpus images.
+Images of the caches of the stages below (an earlier stage, described by its own paragraph, may have used
+another cache); held-out images are every {configs[0]['validation_every']}th of each source:
+
+{source_table(metas, used)}
 
 ## Training
 {stage_texts}
