@@ -51,10 +51,12 @@ def write_nifti(path: Path, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return data, truth
 
 
-def write_dicom_series(folder: Path) -> np.ndarray:
+def write_dicom_series(folder: Path, offsets: list[float] | None = None, shift_mm: float = 0.0) -> np.ndarray:
     """Sagittal-oriented series (columns along patient y, rows along -z), files named in shuffled order.
 
-    Returns the truth mask in the reader's voxel order (column, row, slice).
+    ``offsets``: each slice's position along the normal (mm; default 2.5 apart); ``shift_mm``: each slice moved
+    that much further along the rows per slice, as a gantry tilt does. Returns the truth mask in the reader's
+    voxel order (column, row, slice).
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
@@ -79,7 +81,8 @@ def write_dicom_series(folder: Path) -> np.ndarray:
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
         ds.SeriesNumber, ds.InstanceNumber = 1, int(order[k]) + 1
         ds.ImageOrientationPatient = [*row_dir, *col_dir]
-        ds.ImagePositionPatient = list(np.array([-20.0, -30.0, 40.0]) + k * 2.5 * normal)
+        along = offsets[k] if offsets is not None else k * 2.5
+        ds.ImagePositionPatient = list(np.array([-20.0, -30.0, 40.0]) + along * normal + k * shift_mm * row_dir)
         ds.PixelSpacing = [1.5, 0.8]
         ds.SliceThickness = 2.5
         ds.Rows, ds.Columns = SHAPE[1], SHAPE[0]

@@ -98,3 +98,57 @@ def test_dicom_seg_references_its_source(tmp_path):
     source_uids = {pydicom.dcmread(f).SOPInstanceUID for f in scan.extras["source_files"]}
     referenced = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
     assert referenced == source_uids
+
+
+def _series_cases():
+    even = [k * 2.5 for k in range(12)]
+    return {
+        "missing slice": ([*even[:5], *even[6:], 30.0], "not uniform"),
+        "duplicate position": ([*even[:6], even[5], *even[7:]], "share a position"),
+        "varying spacing": ([k * 2.5 + (0.6 if k % 2 else 0) for k in range(12)], "not uniform"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_series_cases()))
+def test_dicom_series_that_one_affine_cannot_place_are_refused_in_one_line(tmp_path, case):
+    from imis_lite.errors import InputError
+    from imis_lite.io import read_scan
+
+    from .phantoms import write_dicom_series
+
+    offsets, message = _series_cases()[case]
+    write_dicom_series(tmp_path / "series", offsets=offsets)
+    with pytest.raises(InputError, match=message) as refused:
+        read_scan(tmp_path / "series")
+    assert "\n" not in str(refused.value)
+
+
+def test_a_gantry_tilted_series_is_read_with_the_tilt_in_its_affine_and_says_so(tmp_path, caplog):
+    from imis_lite.io import read_scan
+
+    from .phantoms import write_dicom_series
+
+    write_dicom_series(tmp_path / "series", shift_mm=0.5)
+    with caplog.at_level("WARNING"):
+        scan = read_scan(tmp_path / "series")
+    assert "gantry tilt of 11.3 degrees" in caplog.text  # atan(0.5 / 2.5)
+    slice_axis = scan.affine[:3, 2]
+    assert np.allclose(np.abs(slice_axis), [2.5, 0.5, 0.0], atol=1e-6)  # the shift kept: world positions stay true
+
+
+def test_windowing_a_big_ct_makes_no_whole_volume_float_copy():
+    """512x512x400 int16: the uint8 output plus chunk-sized float temporaries, not 4-byte copies of it all."""
+    import tracemalloc
+
+    from imis_lite.intensity import CHUNK_ELEMENTS, to_uint8
+
+    data = np.full((512, 512, 400), -200, np.int16)
+    data[100:300, 100:300] = 60
+    tracemalloc.start()
+    try:
+        out = to_uint8(data, "CT")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == np.uint8 and out[0, 0, 0] == 0 and out[150, 150, 0] == round((60 + 160) / 400 * 255)
+    assert peak < out.nbytes + 3 * CHUNK_ELEMENTS * 4 < 4 * data.size  # a float32 copy alone would be 4 bytes a voxel

@@ -5,6 +5,7 @@ Voxel (i, j, k) = (column, row, slice); slices are sorted along the slice normal
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 from .scan import Scan
+
+log = logging.getLogger(__name__)
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 DICOM_EXTRA_HINT = "pip install 'imis-lite[dicom]' (pylibjpeg with its openjpeg/libjpeg plugins)"
@@ -57,6 +60,23 @@ def _modality(dataset) -> str | None:
     return modality or None
 
 
+#: how far one gap between slice positions may differ from the median gap before the series is refused
+SPACING_TOLERANCE = 0.1
+
+
+def _check_spacing(folder: Path, positions: np.ndarray) -> None:
+    """Refuse a series whose slices are not evenly spaced: one affine cannot place them (duplicate positions from
+    two acquisitions, a missing slice, or varying spacing), and resampling would invent data."""
+    gaps = np.diff(positions)
+    if np.any(gaps < 1e-3):
+        raise InputError(f"{folder}: {int(np.sum(gaps < 1e-3))} slice(s) share a position with another: two "
+                         "acquisitions in one series? Split them into separate folders")
+    median = float(np.median(gaps))
+    if np.any(np.abs(gaps - median) > SPACING_TOLERANCE * median):
+        raise InputError(f"{folder}: slice spacing is not uniform ({gaps.min():.3g} to {gaps.max():.3g} mm, median "
+                         f"{median:.3g}): a missing slice? Resample the series to even spacing first")
+
+
 def read_dicom_folder(folder: Path, series: str | None = None) -> Scan:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -99,7 +119,12 @@ def read_dicom_folder(folder: Path, series: str | None = None) -> Scan:
         raise InputError(f"{folder}: slices of different sizes in one series")
     first, last = ordered[0][1], ordered[-1][1]
     if len(ordered) > 1:
+        _check_spacing(folder, np.sort(positions))
         step = (np.asarray(last.ImagePositionPatient, float) - np.asarray(first.ImagePositionPatient, float)) / (len(ordered) - 1)
+        tilt = float(np.degrees(np.arccos(min(1.0, abs(np.dot(step, normal)) / max(np.linalg.norm(step), 1e-9)))))
+        if tilt > 0.5:
+            log.warning("%s: slices are shifted as by a gantry tilt of %.1f degrees; kept exactly in the output's "
+                        "(sheared) affine, the slices segmented as stored", folder, tilt)
     else:
         step = normal * float(first.get("SliceThickness", 1) or 1)
     data = np.stack(slices, axis=2)
