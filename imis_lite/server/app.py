@@ -242,19 +242,20 @@ def create_app(segmenter: Segmenter, api_key: str | None = None, limits: ServerL
         lease_of(request)
         return change_reply(None)  # every interaction predicts when it arrives: nothing is ever queued
 
-    @app.post("/add_bbox_interaction")
-    async def add_bbox(request: Request) -> Response:
+    async def interaction(request: Request, where: str, act) -> Response:
+        """An add_*_interaction request: ``act(state, payload[where], include_interaction)``, its change as reply."""
         authorise(request)
         payload = await json_of(request)
         positive = flag(payload, "include_interaction")
-        return change_reply(await under_lease(request, lambda state: state.add_box(payload.get("bbox_coords"), positive)))
+        return change_reply(await under_lease(request, lambda state: act(state, payload.get(where), positive)))
+
+    @app.post("/add_bbox_interaction")
+    async def add_bbox(request: Request) -> Response:
+        return await interaction(request, "bbox_coords", InteractiveVolume.add_box)
 
     @app.post("/add_point_interaction")
     async def add_point(request: Request) -> Response:
-        authorise(request)
-        payload = await json_of(request)
-        positive = flag(payload, "include_interaction")
-        return change_reply(await under_lease(request, lambda state: state.add_point(payload.get("coordinates"), positive)))
+        return await interaction(request, "coordinates", InteractiveVolume.add_point)
 
     for path in ("/add_scribble_interaction", "/add_lasso_interaction", "/add_initial_seg_interaction"):
         @app.post(path)
