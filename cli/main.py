@@ -80,6 +80,14 @@ class ImisLiteGroup(click.Group):
                 raise
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as error:  # a bug of ours meeting an input nobody tried: still one line, and the way to more
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: internal error ({type(error).__name__}: {error}); rerun with --debug for the traceback",
+                       err=True)
+            sys.exit(1)
 
 
 def runtime_options(command):
@@ -112,6 +120,12 @@ def main(quiet: bool, verbose: bool, debug: bool) -> None:
     """Interactive medical image segmentation on a laptop CPU, offline."""
     level = logging.ERROR if quiet else logging.INFO if verbose or debug else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if not (verbose or debug):  # the readers' own chatter (pydicom on odd tags) would bury our one line
+        import warnings
+
+        warnings.simplefilter("ignore")
+        for handler in logging.getLogger().handlers:  # pydicom resets its own logger's level when imported
+            handler.addFilter(lambda record: not (record.name.startswith("pydicom") and record.levelno < logging.ERROR))
     click.get_current_context().obj = {"quiet": quiet}
 
 

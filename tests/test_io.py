@@ -152,3 +152,22 @@ def test_windowing_a_big_ct_makes_no_whole_volume_float_copy():
         tracemalloc.stop()
     assert out.dtype == np.uint8 and out[0, 0, 0] == 0 and out[150, 150, 0] == round((60 + 160) / 400 * 255)
     assert peak < out.nbytes + 3 * CHUNK_ELEMENTS * 4 < 4 * data.size  # a float32 copy alone would be 4 bytes a voxel
+
+
+def test_a_dicom_without_usable_pixel_spacing_is_read_at_1_mm_and_says_so(tmp_path, caplog):
+    import pydicom
+
+    dataset = pydicom.dcmread(DATA / "fixtures" / "dicom_single" / "CT_small.dcm")
+    dataset.PixelSpacing = [0, 0]
+    dataset.save_as(tmp_path / "zero.dcm")
+    with caplog.at_level("WARNING"):
+        scan = read_scan(tmp_path / "zero.dcm")
+    assert "1 mm assumed" in caplog.text
+    assert np.allclose(np.linalg.norm(scan.affine[:3, :2], axis=0), [1.0, 1.0])
+
+
+def test_a_multiframe_file_whose_frame_geometry_does_not_match_its_frames_is_refused():
+    from pydicom.data import get_testdata_file
+
+    with pytest.raises(InputError, match="per-frame geometry entries for 1 frames"):
+        read_scan(get_testdata_file("liver_1frame.dcm"))

@@ -46,7 +46,16 @@ def _orientation(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _affine(first, row_dir, col_dir, slice_step: np.ndarray) -> np.ndarray:
     """Voxel (column, row, slice) -> RAS mm."""
-    row_spacing, col_spacing = (float(v) for v in first.get("PixelSpacing", [1, 1]))
+    try:
+        row_spacing, col_spacing = (float(v) for v in first.get("PixelSpacing", [1, 1]))
+    except (TypeError, ValueError):
+        row_spacing = col_spacing = 0.0
+    if not (row_spacing > 0 and col_spacing > 0 and np.isfinite([row_spacing, col_spacing]).all()):
+        log.warning("no usable PixelSpacing (%s): 1 mm assumed", first.get("PixelSpacing"))
+        row_spacing = col_spacing = 1.0
+    if not (np.isfinite(slice_step).all() and np.linalg.norm(slice_step) > 0):
+        log.warning("no usable slice spacing: 1 mm assumed along the slice normal")
+        slice_step = np.cross(row_dir, col_dir)
     lps = np.eye(4)
     lps[:3, 0] = row_dir * col_spacing  # moving along a row = next column
     lps[:3, 1] = col_dir * row_spacing
@@ -153,6 +162,8 @@ def read_dicom_file(path: Path) -> Scan:
     step = normal * float(dataset.get("SpacingBetweenSlices", dataset.get("SliceThickness", 1)) or 1)
     per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
     shared = dataset.get("SharedFunctionalGroupsSequence")
+    if per_frame and len(per_frame) != len(pixels):
+        raise InputError(f"{path}: {len(per_frame)} per-frame geometry entries for {len(pixels)} frames")
     if per_frame and "PlanePositionSequence" in per_frame[0]:
         positions = np.array([f.PlanePositionSequence[0].ImagePositionPatient for f in per_frame], float)
         if shared and "PlaneOrientationSequence" in shared[0]:
