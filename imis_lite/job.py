@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .corrections import correct
 from .errors import PromptError
 from .intensity import infer_modality, to_uint8
 from .io.scan import Scan
 from .orientation import Reorientation
 from .predictor import Segmenter
-from .volume import DEFAULT_PROPAGATION, ObjectPrompt, Propagation, segment_object
+from .volume import DEFAULT_PROPAGATION, Click, ObjectPrompt, Propagation, segment_object
 
 
 @dataclass
@@ -144,7 +143,7 @@ def resolve(scan: Scan, raw: RawObject, world: bool = False) -> ObjectPrompt:
                 raise PromptError(f"point {list(point)}: expected x y")
             _check(xyz, bounds, "point")
             z = int(round(xyz[2])) if three_d else 0
-            prompt.points.append((float(xyz[0]), float(xyz[1]), z, label))
+            prompt.points.append(Click(float(xyz[0]), float(xyz[1]), z, label))
     if prompt.box is None and not prompt.points:
         raise PromptError("each object needs a box or a point")
     if prompt.box is None and not any(p[3] == 1 for p in prompt.points):
@@ -198,7 +197,7 @@ def _to_canonical(prompt: ObjectPrompt, reorientation: Reorientation) -> ObjectP
     points = []
     for x, y, z, label in prompt.points:
         cx, cy, cz = reorientation.index((x, y, z))
-        points.append((cx, cy, int(round(cz)), label))
+        points.append(Click(cx, cy, int(round(cz)), label))
     box, z_range, slice_index = None, None, None
     if prompt.slice_index is not None:
         slice_index = int(round(reorientation.index((0, 0, prompt.slice_index))[2]))
@@ -225,10 +224,7 @@ def _segment(segmenter: Segmenter, scan: Scan, prompts: list[ObjectPrompt], moda
             masks = segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], prompt, on_slice, rules)
             for k, mask in masks.items():
                 labels[:, :, k][mask.T] = label
-        else:
-            segmenter.set_image(image)
-            answer = correct(segmenter, prompt.box, [(p[0], p[1], p[3]) for p in prompt.points])
-            labels[answer.mask] = label
-            if on_slice:
-                on_slice()
+        else:  # a 2D image is a volume of one slice: the same prompt path, the same box rules
+            flat = replace(prompt, slice_index=0, points=[Click(p[0], p[1], 0, p[3]) for p in prompt.points])
+            labels[segment_object(segmenter, lambda k: image, 1, flat, on_slice, rules)[0]] = label
     return labels

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -26,19 +27,28 @@ from .predictor import Segmenter
 from .preprocess import is_constant
 
 
+class Click(NamedTuple):
+    """One click in voxel indices of the volume (x = i, y = j, z = k; a 2D image is one slice, z = 0);
+    label 1 = foreground, 0 = background. A tuple, so ``x, y, z, label = click`` reads it too."""
+
+    x: float
+    y: float
+    z: int = 0
+    label: int = 1
+
+
 @dataclass
 class ObjectPrompt:
     """One object, in voxel indices of the volume (x = i, y = j, z = k), corners inclusive.
 
     box: (x0, y0, x1, y1) on ``slice_index``, or with ``z_range`` a 3D box to propagate through.
-    points: (x, y, z, label) clicks, label 1 = foreground, 0 = background; with a ``z_range`` they may lie
-    on any slice of it.
+    points: ``Click`` values; with a ``z_range`` they may lie on any slice of it.
     """
 
     box: tuple[float, float, float, float] | None = None
     z_range: tuple[int, int] | None = None
     slice_index: int | None = None
-    points: list[tuple[float, float, int, int]] = field(default_factory=list)
+    points: list[Click] = field(default_factory=list)
 
     def start_slice(self) -> int:
         """``slice_index`` when given (a 2D box drawn on one slice of a z-range), else the z-range's middle."""
@@ -50,7 +60,7 @@ class ObjectPrompt:
             return int(self.points[0][2])
         raise PromptError("a prompt needs a box with a slice (or a 3D box) or a point")
 
-    def clicks_on(self, k: int) -> list[tuple[float, float, int, int]]:
+    def clicks_on(self, k: int) -> list[Click]:
         return [p for p in self.points if int(p[2]) == k]
 
 

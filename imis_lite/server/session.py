@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import PromptError
 from ..intensity import infer_modality, to_uint8
 from ..predictor import Segmenter
-from ..volume import ObjectPrompt, segment_object
+from ..volume import Click, ObjectPrompt, segment_object
 
 #: how many changes undo can walk back
 UNDO_DEPTH = 20
@@ -128,7 +128,7 @@ class InteractiveVolume:
             raise ProtocolError(f"point {coordinates} lies outside the image {list(target.shape)}")
         axis = DEFAULT_POINT_AXIS if self.axis is None else self.axis
         plane = [a for a in range(3) if a != axis]
-        click = (float(voxel[plane[0]]), float(voxel[plane[1]]), voxel[axis], int(positive))
+        click = Click(float(voxel[plane[0]]), float(voxel[plane[1]]), voxel[axis], int(positive))
         if self.prompt is None:
             if not positive:
                 return Change(None, None)  # nothing to take away from
