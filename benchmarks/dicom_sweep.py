@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-
-from click.testing import CliRunner
-from imis_lite.cli.main import main as cli
 
 
 def dicom_test_files() -> list[Path]:
@@ -49,22 +47,27 @@ def _middle_box(info_lines: list[str]) -> list[str] | None:
     return None
 
 
+def _cli(*arguments: str) -> tuple[int, str, str]:
+    """``imis-lite ARGUMENTS`` in a fresh process, as a user runs it: exit code, stdout, stderr."""
+    done = subprocess.run([sys.executable, "-m", "imis_lite.cli", *arguments], capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
 def sweep_file(path: Path, folder: Path) -> dict:
-    runner = CliRunner()
-    info = runner.invoke(cli, ["info", str(path)])
-    lines = info.output.strip().splitlines()
-    record = {"file": path.name, "info_exit": info.exit_code, "info": lines[-1] if lines else ""}
-    clean = info.exit_code in (0, 1) and "Traceback" not in info.output and (info.exit_code == 0 or len(lines) == 1)
-    box = _middle_box(lines) if info.exit_code == 0 else None
+    code, out_text, err_text = _cli("info", str(path))
+    lines = (out_text + err_text).strip().splitlines()
+    record = {"file": path.name, "info_exit": code, "info": lines[-1] if lines else ""}
+    clean = code in (0, 1) and "Traceback" not in err_text and (code == 0 or len(err_text.strip().splitlines()) == 1)
+    box = _middle_box(out_text.splitlines()) if code == 0 else None
     out = folder / f"{path.name}.seg.nii.gz"
     if box is None:
         record.update(segment_exit=None, segment="(not segmented: info refused it)")
     else:
-        result = runner.invoke(cli, ["-q", "segment", str(path), "--box", *box, "-o", str(out)])
-        lines = result.output.strip().splitlines()
-        record.update(segment_exit=result.exit_code, segment=lines[-1] if lines else "wrote a mask")
-        clean &= result.exit_code in (0, 1) and "Traceback" not in result.output
-        clean &= out.is_file() if result.exit_code == 0 else (not out.exists() and len(lines) == 1)
+        code, _, err_text = _cli("-q", "segment", str(path), "--box", *box, "-o", str(out))
+        lines = err_text.strip().splitlines()
+        record.update(segment_exit=code, segment=lines[-1] if lines else "wrote a mask")
+        clean &= code in (0, 1) and "Traceback" not in err_text
+        clean &= out.is_file() if code == 0 else (not out.exists() and len(lines) == 1)
     record["clean"] = bool(clean)
     return record
 
