@@ -171,3 +171,13 @@ def test_a_multiframe_file_whose_frame_geometry_does_not_match_its_frames_is_ref
 
     with pytest.raises(InputError, match="per-frame geometry entries for 1 frames"):
         read_scan(get_testdata_file("liver_1frame.dcm"))
+
+
+def test_a_damaged_dicom_header_value_is_refused_in_one_line(tmp_path):
+    """Found by the long fuzz run: one bit flipped turns ImagePositionPatient's separator into ';'."""
+    data = bytearray((DATA / "fixtures" / "dicom_single" / "CT_small.dcm").read_bytes())
+    data[int(0.06084099193659155 * (len(data) - 1))] ^= 1 << 1
+    (tmp_path / "flipped.dcm").write_bytes(bytes(data))
+    with pytest.raises(InputError) as refused:
+        read_scan(tmp_path / "flipped.dcm")
+    assert "\n" not in str(refused.value)

@@ -86,6 +86,22 @@ def _check_spacing(folder: Path, positions: np.ndarray) -> None:
                          f"{median:.3g}): a missing slice? Resample the series to even spacing first")
 
 
+def _header_errors(read):
+    """A reader whose malformed header values (pydicom raises ValueError and friends when a damaged value is
+    first used) end in one ``InputError`` line instead of a traceback."""
+
+    def guarded(path: Path, *args):
+        try:
+            return read(path, *args)
+        except InputError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+            raise InputError(f"{path}: malformed DICOM header value ({type(error).__name__}: {error})".replace("\n", " ")) from None
+
+    return guarded
+
+
+@_header_errors
 def read_dicom_folder(folder: Path, series: str | None = None) -> Scan:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -141,6 +157,7 @@ def read_dicom_folder(folder: Path, series: str | None = None) -> Scan:
                 {"source_files": [p for p, _ in ordered]})
 
 
+@_header_errors
 def read_dicom_file(path: Path) -> Scan:
     import pydicom
     from pydicom.errors import InvalidDicomError
