@@ -13,13 +13,9 @@ that is still being filled can be trained on: each epoch samples from the views 
 
 Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
 binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask.
-``--fresh-prompts`` draws those prompts anew on each labelled view's label map at every mask term (the teacher's
-frozen decoder answers them from its cached embedding) instead of reusing the one prompt the cache holds per view;
-``--teacher-objects`` does the same for views with no label map, on what the teacher segments in them.
-A second stage starts from ``--init``; ``--train refiner`` then trains only the refiner a student like
-``effvit-s-hr`` adds to the first stage's architecture, measuring what that capacity alone brings. ``--init``
-also takes a released bundle's ``encoder.onnx`` (read back by ``student_readback``), so a later stage can start
-from what shipped after the run that made it is gone.
+``--fresh-prompts`` draws a new box and click on each labelled view at every mask term (``--teacher-objects``
+also on views without a label map); ``--init`` starts a later stage from a run's student or a released
+bundle's ``encoder.onnx``, and ``--train refiner`` trains only an added refiner (docs/distillation.md).
 """
 
 from __future__ import annotations
