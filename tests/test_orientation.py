@@ -21,7 +21,7 @@ from imis_lite.demo import sample_path
 from imis_lite.metrics import dice
 from imis_lite.orientation import Reorientation
 
-LIVER_BOX = ((41, 25, 0), (105, 86, 29))
+LIVER_BOX = ((41, 25, 8), (105, 86, 21))  # the README's liver box on 14 of its 30 slices: the test's time
 FLIPS = list(itertools.product((1, -1), repeat=3))
 STORAGES = [((0, 1, 2), f) for f in FLIPS] + [((2, 0, 1), (1, 1, 1)), ((2, 0, 1), (-1, 1, -1)),
                                               ((1, 0, 2), (1, 1, 1)), ((1, 0, 2), (1, -1, -1))]
@@ -59,7 +59,8 @@ def test_every_storage_of_the_ct_gives_the_same_liver(tmp_path):
     truth = np.asarray(nib.load(str(sample_path("example_seg.nii.gz"))).dataobj) == 5
     stored = _segment(sample_path("example_ct_sm.nii.gz"), [*LIVER_BOX[0], *LIVER_BOX[1]], tmp_path / "stored.nii.gz")
     reference = np.asarray(stored.dataobj) == 1
-    assert dice(reference, truth) > 0.75
+    z0, z1 = LIVER_BOX[0][2], LIVER_BOX[1][2] + 1
+    assert dice(reference[:, :, z0:z1], truth[:, :, z0:z1]) > 0.75 and not reference[:, :, :z0].any()
     for number, (order, flips) in enumerate(STORAGES):
         path = tmp_path / f"variant{number}.nii.gz"
         ornt = _store(source, order, flips, path)

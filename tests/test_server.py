@@ -7,12 +7,7 @@ by it. The real client (``nninteractive-client`` 2.6) does what napari's and 3D 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import struct
-import subprocess
-import sys
-import time
 
 import httpx
 import nibabel as nib
@@ -25,41 +20,18 @@ from imis_lite.demo import sample_path
 from imis_lite.metrics import dice
 from imis_lite.server import nnia
 
+from .serving import running_server
+
 MODEL = "effvit-s-hr"
 KEY = "test-key-7f3a"
 LIVER = 5  # TotalSegmentator v2 class of the shipped reference
 LIVER_BOX = (41, 25, 0, 105, 86, 29)  # the README's CLI example: x0 y0 z0 x1 y1 z1, inclusive
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    env = {**os.environ, "IMIS_LITE_API_KEY": KEY}
-    process = subprocess.Popen([sys.executable, "-m", "imis_lite.cli", "serve", "--port", str(port), "--model", MODEL,
-                                "--threads", "2", "--max-sessions", "3", "--max-body-mb", "64"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stdout.read()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise RuntimeError("server did not come up")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    with running_server(KEY, "--model", MODEL, "--threads", "2", "--max-sessions", "3", "--max-body-mb", "64") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
