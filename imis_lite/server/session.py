@@ -3,8 +3,9 @@
 The protocol sends a raw 4D image (channel, then three spatial axes in the client's order) and never says
 which axis is "the slice". A 2D box is one voxel thick along some axis: that axis is the slice axis, the
 box's two sides are the plane the 2D model sees, and the object is propagated along that axis through the
-whole volume from the boxed slice, clipped to the box's in-plane extent, exactly as ``imis-lite segment``
-propagates a 3D box of that extent (``volume.segment_object``). A point uses the last box's axis, else the
+whole volume from the boxed slice (``volume.segment_object``). The box says where the object lies on the slice
+it was drawn on, not how far it reaches on the others (an organ is wider on some slices than on the drawn one),
+so propagated slices are not clipped to it; the CLI's 3D box, which does give the extent, is. A point uses the last box's axis, else the
 first axis (the one napari scrolls). A positive point refines the object (the click corrects its slice and
 re-propagates); with no object yet it starts one from the click alone. A negative box clears the object
 inside the box on its slice. Every change keeps what it overwrote, so undo puts it back.
@@ -23,12 +24,14 @@ import numpy as np
 from ..errors import PromptError
 from ..intensity import infer_modality, to_uint8
 from ..predictor import Segmenter
-from ..volume import Click, ObjectPrompt, segment_object
+from ..volume import DEFAULT_PROPAGATION, Click, ObjectPrompt, segment_object
 
 #: how many changes undo can walk back
 UNDO_DEPTH = 20
 #: the axis a point falls back to when no box has named one: the axis napari scrolls through
 DEFAULT_POINT_AXIS = 0
+#: propagation from a box drawn on one slice: the box bounds that slice only
+ONE_SLICE_BOX = replace(DEFAULT_PROPAGATION, keep_inside_box=False)
 
 
 class ProtocolError(ValueError):
@@ -157,7 +160,8 @@ class InteractiveVolume:
             moved = np.moveaxis(volume, axis, 2)
             with self.model_lock:
                 try:
-                    slices = segment_object(self.segmenter, lambda k: moved[:, :, k].T, moved.shape[2], prompt)
+                    slices = segment_object(self.segmenter, lambda k: moved[:, :, k].T, moved.shape[2], prompt,
+                                            rules=ONE_SLICE_BOX)
                 except PromptError as error:
                     raise ProtocolError(str(error)) from None
             out = np.moveaxis(mask, axis, 2)
