@@ -50,6 +50,7 @@ def virtual_display(tmp_path_factory):
     os.environ.update(DISPLAY=f":{display}", QT_QPA_PLATFORM="xcb", XDG_CONFIG_HOME=str(settings),
                       NAPARI_CONFIG=str(settings / "napari.yaml"))
     yield f":{display}"
+    _close_the_qt_application()  # Qt exits the process when its X server goes away under a live application
     for name, value in previous.items():
         if value is None:
             os.environ.pop(name, None)
@@ -57,6 +58,19 @@ def virtual_display(tmp_path_factory):
             os.environ[name] = value
     server.terminate()
     server.wait(timeout=30)
+
+
+def _close_the_qt_application() -> None:
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    app.closeAllWindows()
+    app.processEvents()
+    from PyQt5 import sip
+
+    sip.delete(app)
 
 
 @pytest.fixture(scope="session")
