@@ -8,9 +8,6 @@ sub-volume in the client's buffer, beside the CLI's whole run for the same objec
 from __future__ import annotations
 
 import importlib.util
-import socket
-import subprocess
-import sys
 import time
 
 import nibabel as nib
@@ -20,14 +17,9 @@ from imis_lite.demo import sample_path
 from imis_lite.metrics import dice
 
 from .cli_3d import largest_organ_box
+from .local_server import running_server
 
 NEEDED = ("fastapi", "uvicorn", "blosc2", "nnInteractive", "httpx")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_3d(model: str, threads: int) -> dict:
@@ -35,24 +27,13 @@ def serve_3d(model: str, threads: int) -> dict:
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
         return {"skipped": f"needs the server extra and nninteractive-client ({', '.join(missing)} missing)"}
-    import httpx
     from nnInteractive.inference.remote import nnInteractiveRemoteInferenceSession
 
     image = nib.load(sample_path("example_ct_sm.nii.gz"))
     data = np.asarray(image.dataobj, dtype=np.float32)
     truth = np.asarray(nib.load(sample_path("example_seg.nii.gz")).dataobj)
     label, (x0, y0, z0, x1, y1, z1) = largest_organ_box(truth)
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "imis_lite.cli", "-q", "serve", "--port", str(port), "--model", model,
-                               "--threads", str(threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with running_server(None, "-q", "--model", model, "--threads", str(threads)) as url:
         with nnInteractiveRemoteInferenceSession(url) as session:
             started = time.perf_counter()
             session.set_image(data[None], {"spacing": [float(s) for s in image.header.get_zooms()]})
@@ -67,8 +48,5 @@ def serve_3d(model: str, threads: int) -> dict:
                 session.add_bbox_interaction([[x0, x1 + 1], [y0, y1 + 1], [middle, middle + 1]], include_interaction=True)
                 times.append(time.perf_counter() - started)
             score = dice(buffer == 1, truth == label)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return {"set_image_s": round(upload, 2), "box_s": round(times[0], 2), "box_cached_s": round(times[1], 2),
             "dice": round(float(score), 4), "label": label}

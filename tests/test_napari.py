@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imis_lite.benchmarks.local_server import running_server
 
 from imis_lite.demo import sample_path
 from imis_lite.metrics import dice
-
-from .serving import running_server
 
 KEY = "napari-test-key"
 LIVER = 5

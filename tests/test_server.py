@@ -14,13 +14,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from imis_lite.benchmarks.local_server import running_server
 from imis_lite.cli.main import main as cli
 
 from imis_lite.demo import sample_path
 from imis_lite.metrics import dice
 from imis_lite.server import nnia
-
-from .serving import running_server
 
 MODEL = "effvit-s-hr"
 KEY = "test-key-7f3a"

@@ -5,8 +5,8 @@ which axis is "the slice". A 2D box is one voxel thick along some axis: that axi
 box's two sides are the plane the 2D model sees, and the object is propagated along that axis through the
 whole volume from the boxed slice (``volume.segment_object``). The box says where the object lies on the slice
 it was drawn on, not how far it reaches on the others (an organ is wider on some slices than on the drawn one),
-so propagated slices are not clipped to it; the CLI's 3D box, which does give the extent, is. A point uses the last box's axis, else the
-first axis (the one napari scrolls). A positive point refines the object (the click corrects its slice and
+so propagated slices are not clipped to it; the CLI's 3D box, which does give the extent, is. A point uses the
+last box's axis, else the first axis (the one napari scrolls). A positive point refines the object (the click corrects its slice and
 re-propagates); with no object yet it starts one from the click alone. A negative box clears the object
 inside the box on its slice. Every change keeps what it overwrote, so undo puts it back.
 

@@ -1,4 +1,6 @@
-"""Start `imis-lite serve` as a user does (a subprocess on 127.0.0.1, a free port) and stop it afterwards."""
+"""Start `imis-lite serve` as a user does (a subprocess on 127.0.0.1, a free port) and stop it afterwards.
+
+For the benchmark's server row and for the tests that drive the server with real clients."""
 
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ import sys
 import time
 from collections.abc import Iterator
 
-import httpx
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -20,10 +20,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(key: str, *arguments: str) -> Iterator[str]:
-    """Yield the server's URL once /healthz answers; terminate it on the way out, whatever happened."""
+def running_server(key: str | None, *arguments: str) -> Iterator[str]:
+    """Yield the server's URL once /healthz answers; terminate it on the way out, whatever happened.
+    ``key``: the API key the server requires (None: none)."""
+    import httpx  # the server extra's client side; the benchmark runs without it
+
     port = free_port()
-    env = {**os.environ, "IMIS_LITE_API_KEY": key}
+    env = {**os.environ}
+    if key is not None:
+        env["IMIS_LITE_API_KEY"] = key
     process = subprocess.Popen([sys.executable, "-m", "imis_lite.cli", "serve", "--port", str(port), *arguments],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
