@@ -245,9 +245,9 @@ def segment(input_path: Path, output: Path | None, boxes, slices, points, neg_po
                           cache_bytes=JOB_CACHE_BYTES)
     logging.getLogger("imis_lite").info("%s", segmenter.describe())
     quiet = (click.get_current_context().find_root().obj or {}).get("quiet", False)
-    if not quiet and any(p.box is None for p in prompts):
-        click.echo("warning: the shipped decoders were trained on boxes: clicks without a --box usually give an "
-                   "(almost) empty mask; draw a box and click to correct it", err=True)
+    if not quiet and any(p.box is None for p in prompts) and not segmenter.takes_clicks_alone:
+        click.echo(f"warning: {segmenter.bundle.name}'s decoder was trained on boxes: clicks without a --box usually "
+                   "give an (almost) empty mask; draw a box, or use a model that takes a click first", err=True)
     with click.progressbar(length=_slice_budget(scan, prompts), label="segmenting", file=sys.stderr, hidden=quiet) as bar:
         labels = segment_scan(segmenter, scan, prompts, modality=modality, window=window_values,
                               on_slice=lambda: bar.update(1))

@@ -153,6 +153,9 @@ def resolve(scan: Scan, raw: RawObject, world: bool = False) -> ObjectPrompt:
         outside = [p for p in prompt.points if not z0 <= p[2] <= z1]
         if outside:
             raise PromptError(f"point at z = {outside[0][2]} lies outside the box's z-range {z0}..{z1}")
+    elif prompt.box is None and depth > 1:  # clicks alone on a volume: propagate from the first foreground one
+        prompt.slice_index = next(p[2] for p in prompt.points if p[3] == 1)
+        prompt.z_range = (0, depth - 1)
     elif prompt.points:
         start = prompt.slice_index if prompt.slice_index is not None else prompt.points[0][2]
         if any(p[2] != start for p in prompt.points):
@@ -219,12 +222,31 @@ def _segment(segmenter: Segmenter, scan: Scan, prompts: list[ObjectPrompt], moda
              window: tuple[float, float] | None, on_slice: Callable[[], None] | None, rules: Propagation) -> np.ndarray:
     image = model_volume(scan, modality, window)
     labels = np.zeros(scan.spatial_shape, dtype=np.uint16 if len(prompts) > 255 else np.uint8)
+    with segmenter.holding(min(len(_touched(prompts)), JOB_CACHE_LIMIT // segmenter.embedding_bytes)):
+        _segment_each(segmenter, image, scan.is_volume, prompts, labels, on_slice, rules)
+    return labels
+
+
+#: most bytes of embeddings a job keeps so that objects crossing the same slices encode each slice once
+JOB_CACHE_LIMIT = 2 << 30
+
+
+def _touched(prompts: list[ObjectPrompt]) -> set[int]:
+    """Every slice some object's walk may visit."""
+    slices: set[int] = set()
+    for prompt in prompts:
+        z0, z1 = prompt.z_range if prompt.z_range is not None else (prompt.start_slice(),) * 2
+        slices.update(range(z0, z1 + 1))
+    return slices
+
+
+def _segment_each(segmenter: Segmenter, image: np.ndarray, is_volume: bool, prompts: list[ObjectPrompt],
+                  labels: np.ndarray, on_slice: Callable[[], None] | None, rules: Propagation) -> None:
     for label, prompt in enumerate(prompts, start=1):
-        if scan.is_volume:
+        if is_volume:
             masks = segment_object(segmenter, lambda k: image[:, :, k].T, image.shape[2], prompt, on_slice, rules)
             for k, mask in masks.items():
                 labels[:, :, k][mask.T] = label
         else:  # a 2D image is a volume of one slice: the same prompt path, the same box rules
             flat = replace(prompt, slice_index=0, points=[Click(p[0], p[1], 0, p[3]) for p in prompt.points])
             labels[segment_object(segmenter, lambda k: image, 1, flat, on_slice, rules)[0]] = label
-    return labels

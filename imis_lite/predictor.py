@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 
 from .bundle import DEFAULT_MODEL, Bundle, load_bundle
+from .embedding_cache import EmbeddingCache
 from .engines import Engine, create_engine
 from .errors import ImageError, PromptError
 from .geometry import ResizeLongestSide
@@ -22,11 +23,9 @@ class _Embedded:
     embedding: np.ndarray  # (1, C, h, w)
     geometry: ResizeLongestSide
 
-
-def _image_key(image: np.ndarray) -> str:
-    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
-    digest.update(f"{image.shape}{image.dtype}".encode())
-    return digest.hexdigest()
+    @property
+    def nbytes(self) -> int:
+        return self.embedding.nbytes
 
 
 #: embeddings kept per Segmenter: 128 slices of LiteMedSAM's 256x64x64 float32, and what fits beside a laptop's
@@ -94,15 +93,14 @@ class Segmenter:
         self.decoder: Engine = loaded.decoder
         self.engine, self.precision = loaded.engine, loaded.precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
-        self._cache: OrderedDict[str, _Embedded] = OrderedDict()
-        self._cache_bytes = int(cache_bytes)
+        self._cache: EmbeddingCache[_Embedded] = EmbeddingCache(self._encode, cache_bytes)
         self._current: _Embedded | None = None
         self._image: np.ndarray | None = None
 
     @property
     def cached_bytes(self) -> int:
         """Bytes of embeddings held now (at most ``cache_bytes``, or one embedding when that is larger)."""
-        return sum(entry.embedding.nbytes for entry in self._cache.values())
+        return self._cache.nbytes
 
     def describe(self) -> str:
         """One line naming model, engine, device and the precision that actually runs."""
@@ -115,17 +113,30 @@ class Segmenter:
     def set_image(self, image: np.ndarray) -> None:
         """Embed a 2D image: (H, W) grey or (H, W, 3) RGB, any numeric dtype, x = column."""
         image = np.asarray(image)
-        key = _image_key(image)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            self._current, self._image = self._cache[key], image
-            return
+        self._current, self._image = self._cache.get(image), image
+
+    def encode_ahead(self, images: Iterable[np.ndarray]) -> None:
+        """Start embedding images that ``set_image`` will be given next, on the encoder's worker thread, so the
+        encoder works while the decoder and the caller do (a 3D walk queues its coming slices)."""
+        self._cache.ahead(np.asarray(image) for image in images)
+
+    def cancel_ahead(self) -> None:
+        """Forget queued ``encode_ahead`` images not started yet."""
+        self._cache.cancel_ahead()
+
+    def holding(self, images: int) -> AbstractContextManager[None]:
+        """Keep at least ``images`` embeddings while inside (one job's slices, each encoded once), then
+        ``cache_bytes`` again."""
+        return self._cache.holding(images * self.embedding_bytes)
+
+    @property
+    def embedding_bytes(self) -> int:
+        """Bytes of one image's embedding."""
+        return int(np.prod(self.bundle.embedding_shape)) * 4
+
+    def _encode(self, image: np.ndarray) -> _Embedded:
         tensor, geometry = encoder_input(image, self.bundle.input_size)
-        embedding = self.encoder.run({"image": tensor})["image_embeddings"]
-        self._current, self._image = _Embedded(embedding, geometry), image
-        self._cache[key] = self._current
-        while len(self._cache) > 1 and self.cached_bytes > self._cache_bytes:
-            self._cache.popitem(last=False)
+        return _Embedded(self.encoder.run({"image": tensor})["image_embeddings"], geometry)
 
     @property
     def image(self) -> np.ndarray:
@@ -178,9 +189,13 @@ class Segmenter:
         out = self.decoder.run(
             {"image_embeddings": current.embedding, "sparse_prompt": sparse, "dense_prompt": dense}
         )
-        chosen = slice(1, None) if multimask else self._single_output(corrective=point_xy is not None or masks is not None)
-        low_res = out["low_res_logits"][:, chosen]
-        scores = out["iou_scores"][:, chosen]
+        if multimask:
+            low_res, scores = out["low_res_logits"][:, 1:], out["iou_scores"][:, 1:]
+        elif self._one_click_alone(boxes, point_xy, masks):
+            low_res, scores = _best_candidate(out["low_res_logits"][:, 1:], out["iou_scores"][:, 1:])
+        else:
+            chosen = self._single_output(corrective=point_xy is not None or masks is not None)
+            low_res, scores = out["low_res_logits"][:, chosen], out["iou_scores"][:, chosen]
         result_masks = self.image_logits(low_res) > self.mask_threshold
         if not batched:
             return result_masks[0], scores[0], low_res[0]
@@ -193,6 +208,16 @@ class Segmenter:
         low_res = np.asarray(low_res_logits, dtype=np.float32)
         logits = geometry.logits_to_image(low_res.reshape(-1, size, size), size)
         return logits.reshape(*low_res.shape[:-2], *geometry.shape)
+
+    @property
+    def takes_clicks_alone(self) -> bool:
+        """Whether the bundle's decoder was trained for clicks without a box (``point_first`` in its manifest)."""
+        return self.bundle.manifest.get("point_first") == "multimask"
+
+    def _one_click_alone(self, boxes, points, masks) -> bool:
+        """A single click with neither box nor mask is ambiguous (a part or the whole): a decoder trained for it
+        answers with three candidates and its IoU estimate picks."""
+        return self.takes_clicks_alone and boxes is None and masks is None and points is not None and points.shape[1] == 1
 
     def _single_output(self, corrective: bool) -> slice:
         """Mask output 0 answers a box; a bundle whose decoder was trained for correction names the output
@@ -255,6 +280,13 @@ class Segmenter:
         if masks is not None and len(masks) != n:
             masks = np.repeat(masks, n, axis=0)
         return boxes, point_xy, point_labels, masks, batched or n > 1
+
+
+def _best_candidate(logits: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, the candidate (N, C, L, L) with the highest IoU estimate (N, C), kept as (N, 1, ...)."""
+    best = np.argmax(scores, axis=1)
+    rows = np.arange(len(best))
+    return logits[rows, best][:, None], scores[rows, best][:, None]
 
 
 def _check_inside(xy: np.ndarray, width: int, height: int, what: str) -> None:

@@ -9,6 +9,8 @@ only its mask's largest connected piece (a loose box also frames lookalikes), un
 Propagation stops at the first empty slice, unless a click lies beyond it: no measured signal (IoU estimate,
 stability score, overlap, area, grey level) told wrong slices from right ones better. The previous slice's
 logits are not fed back as mask input: that lowered 3D DSC. Measurements: docs/experiments.md.
+An object given by clicks alone walks the same way, bounded by the slice instead of a box. The walk has the
+encoder embed its next slices on the Segmenter's worker thread while the decoder answers the current one.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ DEFAULT_PROPAGATION = Propagation()
 #: the previous mask's box widened by 3 pixels of 256, or by the user's box when that mask is empty; every slice
 #: of the z-range is segmented, none is skipped or ends it.
 LITEMEDSAM_PROPAGATION = Propagation(margin=3.0, keep_inside_box=False, stop_when_lost=False, one_piece_start=False)
+#: slices the walk has the encoder embed ahead of it: enough to keep the encoder's worker busy while the decoder
+#: works, few enough that a walk ending early wastes little
+AHEAD = 2
 
 
 def mask_box(mask: np.ndarray, margin: float = 0.0) -> np.ndarray | None:
@@ -147,6 +152,8 @@ def segment_object(
     if not 0 <= start < depth:
         raise PromptError(f"slice {start} is outside the volume (z in 0..{depth - 1})")
     segmenter.set_image(slice_image(start))
+    if prompt.z_range is not None:
+        _queue(segmenter, slice_image, range(start + 1, prompt.z_range[1] + 1)[:AHEAD])
     bounds = _Bounds(prompt.box if rules.keep_inside_box else None, segmenter.image_shape)
     first = _predict(segmenter, None if prompt.box is None else np.asarray(prompt.box, float), prompt.clicks_on(start), None)
     first.mask &= bounds.inside
@@ -162,7 +169,10 @@ def segment_object(
     margin = rules.margin * max(segmenter.image_shape) / segmenter.input_size
     for direction, stop in ((1, z1), (-1, z0)):
         previous = first
-        for k in range(start + direction, stop + direction, direction):
+        walk = range(start + direction, stop + direction, direction)
+        _queue(segmenter, slice_image, walk[:AHEAD])
+        for step, k in enumerate(walk):
+            _queue(segmenter, slice_image, walk[step + AHEAD:step + AHEAD + 1])
             clicks = prompt.clicks_on(k)
             keep_going = not rules.stop_when_lost or any((c - k) * direction >= 0 for c in clicked)
             box = mask_box(previous.mask, margin)
@@ -170,9 +180,9 @@ def segment_object(
             if box is None:
                 if not keep_going:
                     break
-                box = np.asarray(prompt.box, float)
+                box = None if prompt.box is None else np.asarray(prompt.box, float)
             image = slice_image(k)
-            if is_constant(image) and not clicks:
+            if (is_constant(image) or box is None) and not clicks:
                 current = _SliceAnswer(np.zeros(segmenter.image_shape, bool), None, 0.0)
             else:
                 segmenter.set_image(image)
@@ -187,4 +197,11 @@ def segment_object(
                 break
             result[k] = current.mask
             previous = current
+        segmenter.cancel_ahead()
     return result
+
+
+def _queue(segmenter: Segmenter, slice_image: Callable[[int], np.ndarray], slices: range) -> None:
+    """Have the encoder embed these coming slices while the walk decodes (blank ones are never encoded)."""
+    images = (slice_image(k) for k in slices)
+    segmenter.encode_ahead(image for image in images if not is_constant(image))
