@@ -100,15 +100,17 @@ class Correction:
 
     ``c = Correction(segmenter, box=[x0, y0, x1, y1])``, then ``c.click(x, y)`` / ``c.click(x, y, False)``;
     ``c.mask`` is (H, W) bool, ``c.logits`` the decoder's low-res logits, fed back on the next click;
-    ``prior``: low-res logits to send with the box (3D propagation's previous slice).
+    ``prior``: low-res logits to send with the box (3D propagation's previous slice); ``use_brush=False`` leaves a
+    click the decoder will not take unanswered (what the network alone does, as the benchmark measures it).
     Every click is sent with all clicks so far, the box and the previous logits (asked once more from its own
     answer when that ignores the click); what the answer changes is kept where it reaches the click only
     (``local_update``), and an answer that still ignores the click gives way to the click's ``brush`` stroke.
     """
 
     def __init__(self, segmenter: Segmenter, box: np.ndarray | list | tuple | None = None,
-                 prior: np.ndarray | None = None) -> None:
+                 prior: np.ndarray | None = None, use_brush: bool = True) -> None:
         self.segmenter = segmenter
+        self.use_brush = use_brush
         self.box = None if box is None else np.asarray(box, dtype=np.float64)
         self.points: list[tuple[float, float]] = []
         self.labels: list[int] = []
@@ -132,7 +134,8 @@ class Correction:
         if self.mask is None:
             self.mask = proposed
         elif ignores_click(proposed, x, y, foreground):
-            self.mask = brush(self.mask, grey_levels(self.segmenter.image), x, y, foreground)
+            if self.use_brush:
+                self.mask = brush(self.mask, grey_levels(self.segmenter.image), x, y, foreground)
         else:
             self.mask = local_update(self.mask, proposed, x, y, foreground)
         self.score, self.logits = float(scores[0]), logits[0]
