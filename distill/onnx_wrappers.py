@@ -63,9 +63,21 @@ class DecoderForExport(nn.Module):
         return masks, dec.iou_prediction_head(iou_token_out)
 
 
+class CompactDecoderForExport(DecoderForExport):
+    """The same inputs and outputs around a ``student_decoder`` decoder (``predict_all``), its position tokens
+    computed in the graph from the embedding grid, as SAM's are."""
+
+    def forward(
+        self, image_embeddings: torch.Tensor, sparse_prompt: torch.Tensor, dense_prompt: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        position = self.decoder.position_tokens(self.image_positional_encoding(image_embeddings))
+        return self.decoder.predict_all(image_embeddings, position, sparse_prompt, dense_prompt)
+
+
 def sam_decoder_for_export(net: nn.Module) -> DecoderForExport:
     """The export wrapper around a SAM-style model's mask decoder, with its prompt encoder's Fourier matrix."""
-    return DecoderForExport(net.mask_decoder, net.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix)
+    wrapper = CompactDecoderForExport if hasattr(net.mask_decoder, "predict_all") else DecoderForExport
+    return wrapper(net.mask_decoder, net.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix)
 
 
 def export_encoder(encoder: nn.Module, input_size: int, path: str, opset: int = 17) -> None:

@@ -471,3 +471,85 @@ def test_two_processes_under_torchrun_follow_one_process_with_the_same_global_ba
     moved = sum(float((one[k].float() - start[k].float()).abs().sum()) for k in one)
     apart = sum(float((one[k].float() - two[k].float()).abs().sum()) for k in one)
     assert moved > 0 and apart < 0.05 * moved, (apart, moved)  # Adam's steps agree, up to float summation order
+
+
+@pytest.mark.parametrize("name", ["compact-xs", "compact-s"])
+def test_compact_decoders_cost_a_fraction_of_the_sam_decoder_and_export_as_they_compute(name, teacher, tmp_path):
+    import types
+
+    import onnxruntime as ort
+    from imis_lite.distill.onnx_wrappers import export_decoder, sam_decoder_for_export
+    from imis_lite.distill.student_decoder import build_decoder
+
+    decoder = build_decoder(name).eval()
+    assert count_parameters(decoder) * 4 < count_parameters(teacher.mask_decoder)
+    wrapper = sam_decoder_for_export(types.SimpleNamespace(mask_decoder=decoder, prompt_encoder=teacher.prompt_encoder)).eval()
+    path = tmp_path / "decoder.onnx"
+    export_decoder(wrapper, (256, 64, 64), str(path))
+    assert path.stat().st_size < 5 * 2**20
+    embedding, sparse, dense = torch.randn(1, 256, 64, 64) * 0.1, torch.randn(2, 3, 256), torch.randn(2, 256, 64, 64) * 0.1
+    with torch.no_grad():
+        position = decoder.position_tokens(wrapper.image_positional_encoding(embedding))
+        expected_logits, expected_iou = decoder.predict_all(embedding, position, sparse, dense)
+    feeds = {"image_embeddings": embedding.numpy(), "sparse_prompt": sparse.numpy(), "dense_prompt": dense.numpy()}
+    logits, iou = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert logits.shape == (2, 4, 256, 256) and iou.shape == (2, 4)
+    assert np.abs(logits - expected_logits.numpy()).max() < 1e-3 and np.abs(iou - expected_iou.numpy()).max() < 1e-4
+
+
+def test_decoder_training_resumes_and_its_export_matches_pytorch(tiny_cache, tmp_path):
+    from imis_lite.distill import export_decoder, train_decoder
+
+    run = tmp_path / "run"
+    common = ["--cache", str(tiny_cache.folder), "--student-bundle", "effvit-s-hr", "--decoder", "pooled-sam-2", "--out", str(run),
+              "--batch", "2", "--validation-every", "3", "--validation-objects", "2", "--checkpoint-every", "1", "--log-every", "1",
+              "--validate-every", "100", "--threads", "2"]
+    assert train_decoder.main(common + ["--steps", "2"]) == 0
+    assert train_decoder.main(common + ["--steps", "3"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps[0] == 0 and steps[-1] == 3 and steps.count(2) == 1
+    out = tmp_path / "effvit-s-hr-compact"
+    assert export_decoder.main(["--run", str(run), "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["decoder"]["architecture"] == "pooled-sam-2" and manifest["point_first"] == "multimask"
+    assert manifest["decoder_parity"]["onnxruntime_fp32_logit_max_abs_diff"] < 1e-3
+
+
+def test_a_pooled_sam_decoder_starts_where_the_bundles_decoder_stands_and_exports_as_it_computes(tmp_path):
+    """Built from effvit-s-hr's own decoder, before any training, its box answer on the shipped CT's liver slice
+    is the bundle decoder's answer read from pooled tokens (a known answer up to pooling), and its ONNX file
+    computes what PyTorch does."""
+    import types
+
+    import onnxruntime as ort
+    from imis_lite.distill.onnx_wrappers import export_decoder, sam_decoder_for_export
+    from imis_lite.distill.reference import shipped_litemedsam
+    from imis_lite.distill.student_decoder import build_decoder
+
+    from imis_lite.bundle import load_bundle
+    from imis_lite.demo import sample_path
+    from imis_lite.io import read_scan
+    from imis_lite.job import model_volume
+    from imis_lite.metrics import dice
+    from imis_lite.predictor import Segmenter
+
+    net, _ = shipped_litemedsam(load_bundle("effvit-s-hr").root)
+    pooled = build_decoder("pooled-sam-2", net.mask_decoder).eval()
+    segmenter = Segmenter("effvit-s-hr", threads=2)
+    scan = read_scan(sample_path("example_ct_sm.nii.gz"))
+    segmenter.set_image(model_volume(scan, None, None)[:, :, 15].T)
+    box = np.array([[41.0, 25.0, 105.0, 86.0]])  # the README's liver box: x = i, the column of the slice shown
+    sparse, dense = segmenter.prompt_encoder.encode(boxes=segmenter._current.geometry.apply_boxes(box))
+    feeds = {"image_embeddings": segmenter._current.embedding, "sparse_prompt": sparse, "dense_prompt": dense}
+    answers = {}
+    for name, decoder in (("bundle", net.mask_decoder), ("pooled", pooled)):
+        wrapper = sam_decoder_for_export(types.SimpleNamespace(mask_decoder=decoder, prompt_encoder=net.prompt_encoder)).eval()
+        path = tmp_path / f"{name}.onnx"
+        export_decoder(wrapper, (256, 64, 64), str(path))
+        logits, _ = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+        with torch.no_grad():
+            expected, _ = wrapper(*(torch.from_numpy(feeds[k]) for k in ("image_embeddings", "sparse_prompt", "dense_prompt")))
+        assert np.abs(logits - expected.numpy()).max() < 1e-3
+        answers[name] = logits[0, 0] > 0
+    assert answers["bundle"].sum() > 1000
+    assert 0.85 < dice(answers["pooled"], answers["bundle"]) < 1.0
