@@ -222,7 +222,8 @@ def _segment(segmenter: Segmenter, scan: Scan, prompts: list[ObjectPrompt], moda
              window: tuple[float, float] | None, on_slice: Callable[[], None] | None, rules: Propagation) -> np.ndarray:
     image = model_volume(scan, modality, window)
     labels = np.zeros(scan.spatial_shape, dtype=np.uint16 if len(prompts) > 255 else np.uint8)
-    with segmenter.holding(min(len(_touched(prompts)), JOB_CACHE_LIMIT // segmenter.embedding_bytes)):
+    slices = len(_touched(prompts)) if scan.is_volume else 1
+    with segmenter.holding(min(slices, JOB_CACHE_LIMIT // segmenter.embedding_bytes)):
         _segment_each(segmenter, image, scan.is_volume, prompts, labels, on_slice, rules)
     return labels
 

@@ -46,7 +46,7 @@ def test_clicks_without_a_box_are_segmented_with_a_warning(tmp_path, phantom_fil
     out = tmp_path / "seg.nii.gz"
     result = run("segment", phantom_file, "--point", 60, 112, 5, "-o", out, "--modality", "MR")
     assert result.exit_code == 0, result.output
-    assert "warning: the shipped decoders were trained on boxes" in result.output and out.exists()
+    assert "warning: effvit-s-hr's decoder was trained on boxes" in result.output and out.exists()
 
 
 def test_clicks_on_other_slices_of_a_3d_box_are_taken(tmp_path):
