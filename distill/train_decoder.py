@@ -14,7 +14,9 @@ one interaction per object, graded against the corpus label map:
   click   one interior click alone: the three candidates are graded by the best of them (SAM's rule) and the
           IoU head learns each candidate's IoU; later rounds as after a box;
   points  one to three foreground and up to four background clicks, no box, no mask;
-  prior   a box and a distorted copy of the object as mask input, as 3D propagation gives it.
+  prior   a box and a distorted copy of the object as mask input, as 3D propagation gives it;
+  first-click  one interior click alone, graded as ``click`` is at its first round (a stage that teaches
+          point-first prompts weights it up).
 Seeded and resumable (``last.pt``), on CPU or CUDA; ``export_decoder`` writes the bundle.
 """
 
@@ -45,7 +47,7 @@ from .train_interactive import Embeddings, Interaction, _truth, box_distillation
 
 log = logging.getLogger("imis_lite.distill")
 
-EPISODES = ("box", "click", "points", "prior")
+EPISODES = ("box", "click", "points", "prior", "first-click")
 MAX_POSITIVE, MAX_NEGATIVE = 3, 4
 NEGATIVE_MARGIN = 24  # background clicks fall within this many pixels of the object's box
 
@@ -165,6 +167,9 @@ def train(args: argparse.Namespace) -> Path:
     optimizer = torch.optim.AdamW(parameter_groups(decoder, args.pretrained_lr_scale), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
+    if args.init is not None and not checkpoint.is_file():
+        decoder.load_state_dict(torch.load(args.init / "last.pt", map_location="cpu", weights_only=True)["decoder"])
+        log.info("started from %s", args.init)
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         decoder.load_state_dict(state["decoder"])
@@ -185,7 +190,7 @@ def train(args: argparse.Namespace) -> Path:
         logbook.open("a").write(json.dumps(record) + "\n")
         log.info("%s", record)
     started = time.time() - elapsed
-    while step < args.steps:
+    while step < min(args.steps, args.stop_at or args.steps):
         rng = np.random.default_rng([args.seed, step])
         for group in optimizer.param_groups:
             group["lr"] = group["scale"] * learning_rate(step, args.steps, args.lr, args.warmup)
@@ -195,7 +200,7 @@ def train(args: argparse.Namespace) -> Path:
         truth = _truth(cache, picked)
         target = torch.from_numpy(truth.astype(np.float32))
         embedding = embeddings(picked[:, 0])
-        if episode == "click" and graded_round == 0:
+        if episode == "first-click" or (episode == "click" and graded_round == 0):
             points = torch.tensor([[centre_click(r)] if rng.random() < 0.3 else [_interior(r, rng)] for r in truth],
                                   dtype=torch.float32)
             logits, iou = interaction.candidates(embedding, points, torch.ones(len(truth), 1, dtype=torch.int64))
@@ -220,15 +225,15 @@ def train(args: argparse.Namespace) -> Path:
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
         optimizer.step()
         step += 1
-        if step % args.log_every == 0 or step == args.steps:
+        if step % args.log_every == 0 or step in (args.steps, args.stop_at):
             record = {"step": step, "loss": round(loss.item(), 5), "episode": episode, "round": graded_round,
                       "box_distillation": round(distilled.item(), 5), "lr": optimizer.param_groups[0]["lr"],
                       "elapsed_s": round(time.time() - started, 1)}
-            if step % args.validate_every == 0 or step == args.steps:
+            if step % args.validate_every == 0 or step in (args.steps, args.stop_at):
                 record["validation"] = validation(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)
             logbook.open("a").write(json.dumps(record) + "\n")
             log.info("%s", record)
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step in (args.steps, args.stop_at):
             state = {"decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "elapsed_s": time.time() - started}
             torch.save(state, out / "last.tmp")
@@ -267,7 +272,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="corrective clicks after the first prompt")
-    parser.add_argument("--episode-mix", type=float, nargs=4, default=(0.35, 0.3, 0.15, 0.2), metavar=EPISODES)
+    parser.add_argument("--episode-mix", type=float, nargs=len(EPISODES), default=(0.35, 0.3, 0.15, 0.2, 0.0),
+                        metavar=EPISODES)
+    parser.add_argument("--stop-at", type=int, help="stop after this step, the schedule still that of --steps")
+    parser.add_argument("--init", type=Path, help="start from this train_decoder run's decoder (a second stage)")
     parser.add_argument("--box-weight", type=float, default=1.0, help="weight of the box distillation term")
     parser.add_argument("--boundary-weight", type=float, default=4.0, help="up-weight the BCE near the box teacher's edge")
     parser.add_argument("--iou-weight", type=float, default=1.0)

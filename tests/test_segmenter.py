@@ -199,3 +199,35 @@ def test_unknown_options_raise_the_packages_own_error():
                              ({"device": "TPU"}, "unknown device"), ({"arithmetic": "fp8"}, "unknown arithmetic")):
         with pytest.raises(OptionError, match=message):
             Segmenter("effvit-s-hr", **options)
+
+
+class _QuadrantDecoder:
+    """A decoder with known answers: output 0 empty, 1 the top-left quadrant, 2 the bottom-right, 3 everything,
+    rated 0.9, 0.1, 0.8, 0.3 by its IoU head, for every prompt."""
+
+    name, device, inference_precision = "fake", "CPU", "f32"
+
+    def run(self, inputs):
+        prompts = inputs["sparse_prompt"].shape[0]
+        logits = np.full((prompts, 4, 256, 256), -10.0, np.float32)
+        logits[:, 1, :128, :128] = logits[:, 2, 128:, 128:] = logits[:, 3] = 10.0
+        return {"low_res_logits": logits, "iou_scores": np.tile(np.float32([0.9, 0.1, 0.8, 0.3]), (prompts, 1))}
+
+
+def test_a_point_first_decoder_answers_one_click_alone_with_its_best_rated_candidate():
+    """One click without box or mask is ambiguous, so a decoder whose manifest says ``point_first`` answers it with
+    the best-rated of its three candidates (outputs 1-3); a box, or several clicks, read output 0."""
+    from dataclasses import replace
+
+    from imis_lite.predictor import load_model
+
+    loaded = load_model("effvit-s-hr", threads=2)
+    manifest = {key: value for key, value in loaded.bundle.manifest.items() if key != "click_channel"}
+    point_first = replace(loaded.bundle, manifest={**manifest, "point_first": "multimask"})
+    segmenter = Segmenter(replace(loaded, bundle=point_first, decoder=_QuadrantDecoder()))
+    assert segmenter.takes_clicks_alone and not Segmenter(loaded).takes_clicks_alone
+    segmenter.set_image(np.random.default_rng(0).integers(0, 255, (512, 512), dtype=np.uint8))
+    mask, score, _ = segmenter.predict(points=[[10, 20]], labels=[1])
+    assert float(score[0]) == pytest.approx(0.8) and mask[0, 256:, 256:].all() and not mask[0, :256, :256].any()
+    assert not segmenter.predict(box=[10, 10, 100, 100])[0].any()
+    assert not segmenter.predict(points=[[10, 20], [300, 300]], labels=[1, 0])[0].any()
