@@ -5,8 +5,9 @@ SAM's decoder spends its 3.6 GFLOPs on 4096 image tokens 256 wide and on upscali
 through a 1x1 skip at 64x64, so pooling costs little boundary detail:
   compact-*     narrower tokens, fewer layers, a thin upscaling, trained from scratch;
   pooled-sam-*  SAM's own layers and weights (the student bundle's decoder) run on pooled tokens, the skip
-                of low rank, initialised to add nothing, and the mask read at 128x128 then upsampled: it starts where the bundle's
-                decoder stands, so training spends its steps on clicks rather than on relearning boxes.
+                of low rank, initialised to add nothing, and the mask read at 128x128 then upsampled (or at 256
+                by a third up-sampling that starts as nearest-neighbour): it starts where the bundle's decoder
+                stands, so training spends its steps on clicks rather than on relearning boxes.
 Each reads the same prompt tokens and dense prompt as SAM's decoder (the bundle's NumPy prompt encoder stays the
 same) and answers as SAM's ``MaskDecoder.forward`` does, so training, reference and export code take any. Output 0
 answers an unambiguous prompt (a box, clicks with a box or a prior, several clicks); outputs 1-3 are the
@@ -42,6 +43,7 @@ class DecoderSpec:
 @dataclass(frozen=True)
 class PooledSamSpec:
     pool: int  # image tokens: the 64x64 grid average-pooled by this factor before SAM's two-way transformer
+    readout: int = 128  # grid the masks are read at: 128 (then upsampled), or 256 through a third up-sampling
 
 
 DECODERS: dict[str, DecoderSpec | PooledSamSpec] = {
@@ -49,6 +51,7 @@ DECODERS: dict[str, DecoderSpec | PooledSamSpec] = {
     "compact-s": DecoderSpec(width=128, depth=2, heads=4, mlp=512, pool=2, upscale=(32, 16, 8)),
     "compact-m": DecoderSpec(width=128, depth=2, heads=4, mlp=512, pool=1, upscale=(32, 16)),
     "pooled-sam-2": PooledSamSpec(pool=2),
+    "pooled-sam-2-256": PooledSamSpec(pool=2, readout=256),
     "pooled-sam-4": PooledSamSpec(pool=4),
 }
 
@@ -144,6 +147,16 @@ class PooledSamDecoder(nn.Module):
         self.skip = nn.Sequential(nn.Conv2d(PROMPT_WIDTH, SKIP_RANK, 1), nn.Conv2d(SKIP_RANK, self.first_up.out_channels, 1))
         nn.init.zeros_(self.skip[1].weight)  # adds nothing until trained; the first factor keeps its random start
         nn.init.zeros_(self.skip[1].bias)
+        channels = self.second_up.out_channels
+        self.third_up = nn.ConvTranspose2d(channels, channels, 2, stride=2) if spec.readout == 256 else None
+        if self.third_up is not None:  # starts as nearest-neighbour up-sampling: SAM's hypernetworks read it as before
+            with torch.no_grad():
+                self.third_up.weight.copy_(torch.eye(channels)[:, :, None, None].expand(-1, -1, 2, 2))
+                self.third_up.bias.zero_()
+
+    def new_layers(self) -> list[nn.Module]:
+        """The layers SAM's decoder has no weights for."""
+        return [self.skip] + ([self.third_up] if self.third_up is not None else [])
 
     def position_tokens(self, image_pe: torch.Tensor) -> torch.Tensor:
         """(1, 256, h, w) SAM's positional encoding pooled like the image tokens: stored by an export."""
@@ -164,10 +177,13 @@ class PooledSamDecoder(nn.Module):
         if features.shape[-2:] != src.shape[-2:]:
             features = F.interpolate(features, size=src.shape[-2:], mode="bilinear", align_corners=False)
         features = F.gelu(self.second_up(F.gelu(self.first_norm(features + self.skip(src)))))
+        if self.third_up is not None:
+            features = self.third_up(features)
         hyper = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(self.hypernetworks)], dim=1)
         channels, out_height, out_width = features.shape[1:]
         masks = (hyper @ features.reshape(batch, channels, out_height * out_width)).reshape(batch, -1, out_height, out_width)
-        masks = F.interpolate(masks, scale_factor=2, mode="bilinear", align_corners=False)
+        if masks.shape[-1] != 4 * src.shape[-1]:
+            masks = F.interpolate(masks, scale_factor=2, mode="bilinear", align_corners=False)
         return masks, self.iou_head(hs[:, 0])
 
     forward = CompactMaskDecoder.forward
@@ -191,7 +207,7 @@ def describe(name: str) -> str:
     spec = decoder_spec(name)
     if isinstance(spec, PooledSamSpec):
         return (f"SAM's mask decoder (its layers and, at the start of training, the student bundle's weights) on image"
-                f" tokens pooled {spec.pool}x, a 1x1 skip of the full 64x64 embedding, masks read at 128x128")
+                f" tokens pooled {spec.pool}x, a 1x1 skip of the full 64x64 embedding, masks read at {spec.readout}x{spec.readout}")
     return (f"SAM's prompt-token design with {spec.width}-wide tokens, {spec.depth} two-way blocks, image tokens pooled"
             f" {spec.pool}x, upscaling channels {list(spec.upscale)}, trained from scratch")
 

@@ -168,8 +168,11 @@ def train(args: argparse.Namespace) -> Path:
     step, elapsed = 0, 0.0
     checkpoint = out / "last.pt"
     if args.init is not None and not checkpoint.is_file():
-        decoder.load_state_dict(torch.load(args.init / "last.pt", map_location="cpu", weights_only=True)["decoder"])
-        log.info("started from %s", args.init)
+        missing, unexpected = decoder.load_state_dict(
+            torch.load(args.init / "last.pt", map_location="cpu", weights_only=True)["decoder"], strict=False)
+        if unexpected or any(not key.startswith("third_up.") for key in missing):
+            raise SystemExit(f"{args.init} holds another decoder: missing {missing}, unexpected {unexpected}")
+        log.info("started from %s (new: %s)", args.init, missing)
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         decoder.load_state_dict(state["decoder"])
@@ -246,7 +249,7 @@ def parameter_groups(decoder: torch.nn.Module, pretrained_scale: float) -> list[
     of it, so a few thousand CPU steps teach clicks without washing out what millions of boxes taught."""
     if not isinstance(decoder, PooledSamDecoder):
         return [{"params": list(decoder.parameters()), "scale": 1.0}]
-    new = list(decoder.skip.parameters())
+    new = [p for layer in decoder.new_layers() for p in layer.parameters()]
     known = {id(p) for p in new}
     return [{"params": new, "scale": 1.0},
             {"params": [p for p in decoder.parameters() if id(p) not in known], "scale": pretrained_scale}]

@@ -553,3 +553,21 @@ def test_a_pooled_sam_decoder_starts_where_the_bundles_decoder_stands_and_export
         answers[name] = logits[0, 0] > 0
     assert answers["bundle"].sum() > 1000
     assert 0.85 < dice(answers["pooled"], answers["bundle"]) < 1.0
+
+
+def test_a_pooled_sam_decoder_read_at_256_starts_as_the_128_read_out_upsampled_to_nearest(teacher):
+    """The third up-sampling starts as nearest-neighbour: each 2x2 block of its logits holds one value of the 128
+    read-out, and the masks agree with the bilinear read-out of the same decoder but at edges."""
+    from imis_lite.distill.student_decoder import build_decoder
+
+    at_128 = build_decoder("pooled-sam-2", teacher.mask_decoder).eval()
+    at_256 = build_decoder("pooled-sam-2-256", teacher.mask_decoder).eval()
+    generator = torch.Generator().manual_seed(0)
+    embedding = torch.randn(1, 256, 64, 64, generator=generator) * 0.3
+    sparse, dense = teacher.prompt_encoder(points=None, boxes=torch.tensor([[60.0, 70.0, 180.0, 200.0]]), masks=None)
+    position = at_128.position_tokens(teacher.prompt_encoder.get_dense_pe())
+    with torch.no_grad():
+        bilinear, _ = at_128.predict_all(embedding, position, sparse, dense)
+        nearest, _ = at_256.predict_all(embedding, position, sparse, dense)
+    assert torch.equal(nearest[..., ::2, ::2], nearest[..., 1::2, 1::2])
+    assert ((bilinear > 0) == (nearest > 0)).float().mean() > 0.98
