@@ -6,6 +6,7 @@ is timed as a subprocess, per model, with the CLI's default engine and precision
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,17 +29,21 @@ def largest_organ_box(labels: np.ndarray) -> tuple[int, list[int]]:
 
 
 def cli_3d(model: str, threads: int) -> dict:
-    """Seconds (best of 2 runs) and Dice of the CLI on example_ct_sm.nii.gz's largest organ."""
+    """Seconds (best of 2 runs; wall, and the seconds the CLI reports after Python and the CLI have started) and
+    Dice of the CLI on example_ct_sm.nii.gz's largest organ."""
     truth = np.asarray(nib.load(sample_path("example_seg.nii.gz")).dataobj)
     label, box = largest_organ_box(truth)
-    times, score = [], 0.0
+    runs, score = [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "mask.nii.gz"
         for _ in range(2):
-            command = [sys.executable, "-m", "imis_lite.cli", "-q", "segment", str(sample_path("example_ct_sm.nii.gz")),
+            command = [sys.executable, "-m", "imis_lite.cli", "segment", str(sample_path("example_ct_sm.nii.gz")),
                        "--box", *map(str, box), "--model", model, "--threads", str(threads), "-o", str(out), "--force"]
             started = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
-            times.append(time.perf_counter() - started)
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            reported = re.search(r"([0-9.]+) s$", done.stderr.strip())
+            runs.append((time.perf_counter() - started, float(reported.group(1)) if reported else float("nan")))
         score = dice(np.asarray(nib.load(out).dataobj) > 0, truth == label)
-    return {"seconds": round(sorted(times)[0], 2), "dice": round(float(score), 4), "label": label, "box": box}
+    wall, after_start = min(runs)
+    return {"seconds": round(wall, 2), "segmentation_seconds": round(after_start, 2), "dice": round(float(score), 4),
+            "label": label, "box": box}

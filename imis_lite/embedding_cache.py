@@ -41,6 +41,7 @@ class EmbeddingCache(Generic[Entry]):
         self._encode = encode
         self.capacity_bytes = int(capacity_bytes)
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._bytes = 0  # of the entries kept
         self._pending: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imis-lite-encoder")
@@ -48,7 +49,7 @@ class EmbeddingCache(Generic[Entry]):
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(entry.nbytes for entry in self._entries.values())
+            return self._bytes
 
     def get(self, image: np.ndarray) -> Entry:
         key = image_key(image)
@@ -103,11 +104,12 @@ class EmbeddingCache(Generic[Entry]):
             raise
         with self._lock:  # kept before it stops being pending: no moment when a second encode would start
             self._entries[key] = entry
+            self._bytes += entry.nbytes
             self._pending.pop(key, None)
             self._evict()
         return entry
 
     def _evict(self) -> None:
         """Drop the oldest entries while over capacity, always keeping the newest (called with the lock held)."""
-        while len(self._entries) > 1 and sum(e.nbytes for e in self._entries.values()) > self.capacity_bytes:
-            self._entries.popitem(last=False)
+        while len(self._entries) > 1 and self._bytes > self.capacity_bytes:
+            self._bytes -= self._entries.popitem(last=False)[1].nbytes
