@@ -1,7 +1,8 @@
 """Augmented training views of corpus images, each exactly what the runtime would feed the encoder.
 
-The teacher answers for any input, so augmentation is free to be strong: crops, flips, rotations, intensity
-windows, gamma, noise, blur and mixing with another image. A view is made at the image's own resolution and
+The teacher answers for any input, so augmentation is free to be strong: crops, flips, rotations, coarser
+resolution (a 512-pixel slice shown as a 3-5 mm scan of 100-300 pixels would be, which the runtime then
+enlarges), intensity windows, gamma, noise, blur and mixing with another image. A view is made at the image's own resolution and
 then passed through the runtime's own pre-processing, so student and teacher see the pixels a user's image
 would produce. Views are seeded by (seed, index): a resumed cache rebuilds the same view.
 """
@@ -14,6 +15,12 @@ import cv2
 import numpy as np
 
 from imis_lite.preprocess import as_three_channels, encoder_input
+
+
+#: share of augmented views shown at a coarser resolution
+COARSER_CHANCE = 0.35
+#: share of augmented views given a narrow window around the body's typical grey level
+NARROW_WINDOW_CHANCE = 0.3
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,28 @@ def _rotate(image: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.nda
     return image, mask
 
 
+def _coarser(image: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image sampled ``factor`` times coarser (area averaging, as a thicker-voxel scan), keeping its aspect
+    and at least 32 pixels on its shorter side; the label map by nearest neighbour on the same grid."""
+    height, width = image.shape[:2]
+    factor = min(factor, min(height, width) / 32)
+    size = (round(width / factor), round(height / factor))
+    if factor <= 1 or size[0] >= width or size[1] >= height:
+        return image, mask
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+
+
 def _intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Window, gamma, noise and blur on a float image in [0, 1]."""
-    if rng.random() < 0.4:
+    """Window, gamma, noise and blur on a float image in [0, 1]. The narrow window centred on the body's
+    typical grey level is a soft-tissue CT window (L40 / W400, the runtime's default) seen on a slice stored
+    with a wide one, as the corpus's CT slices are."""
+    if rng.random() < NARROW_WINDOW_CHANCE:
+        body = image[image > 0.1]
+        if body.size:
+            centre = np.median(body) + rng.uniform(-0.05, 0.05)
+            half = rng.uniform(0.08, 0.25)
+            image = np.clip((image - centre + half) / (2 * half), 0, 1)
+    elif rng.random() < 0.4:
         low, high = np.percentile(image, [rng.uniform(0, 20), rng.uniform(80, 100)])
         if high > low:
             image = np.clip((image - low) / (high - low), 0, 1)
@@ -69,6 +95,8 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, mix_w
         image, mask = image[::-1], mask[::-1]
     if rng.random() < 0.4:
         image, mask = _rotate(np.ascontiguousarray(image), np.ascontiguousarray(mask), rng.uniform(-20, 20))
+    if rng.random() < COARSER_CHANCE:
+        image, mask = _coarser(np.ascontiguousarray(image), np.ascontiguousarray(mask), np.exp(rng.uniform(np.log(1.5), np.log(5))))
     result = _intensity(np.ascontiguousarray(image).astype(np.float32) / 255.0, rng)
     if mix_with is not None:
         other = cv2.resize(as_three_channels(mix_with), (result.shape[1], result.shape[0]), interpolation=cv2.INTER_AREA)
