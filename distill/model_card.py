@@ -126,14 +126,17 @@ def _stage_text(number: int, run: Path) -> str:
 
 
 def source_table(metas: list[dict], used: list[int]) -> str:
-    """Images per licence class, source and modality that training saw (held-out ones counted apart)."""
+    """Images per licence class, source and modality that training saw (held-out ones counted apart), each
+    image once however many caches hold views of it."""
     from .corpus import read_corpus
 
     rows: dict[tuple[str, str, str], list[int]] = {}
+    counted: set[str] = set()
     for meta, count in zip(metas, used):
         corpus = {image.key: image for image in read_corpus(meta["corpus"], ("permissive", "nc", "unclear"))}
         held_out = set(meta.get("held_out", []))
-        for key in dict.fromkeys(path for path, _ in meta["items"][:count]):
+        for key in dict.fromkeys(path for path, _ in meta["items"][:count] if path not in counted):
+            counted.add(key)
             image = corpus.get(key)
             where = (image.license_class, image.source, image.modality) if image else ("user", key.split("/")[1], "?")
             cell = rows.setdefault(where, [0, 0])
@@ -170,7 +173,7 @@ LiteMedSAM. {SHARED_DECODER_NOTE} Licence: Apache-2.0, as the teacher.
 ## Training data
 Only `../shared/corpus/`, license classes **{', '.join(classes)}**
 ({images} images from {', '.join(sources)}), {views} views: view 0 of every image as the runtime
-sees it, then augmented views (crops, flips, rotations, windows, gamma, noise, blur, mixing). Every
+sees it, then augmented views (crops, flips, rotations, coarser resolution, windows, gamma, noise, blur, mixing). Every
 {configs[0]['validation_every']}th image was held out to watch the loss. Nothing from `../shared/data/` (the
 evaluation cases) was used. INT8 calibration: {len(manifest['calibration']['images'])} permissive corpus images.
 Images of the caches of the stages below (an earlier stage, described by its own paragraph, may have used

@@ -16,7 +16,6 @@ import numpy as np
 
 from imis_lite.preprocess import as_three_channels, encoder_input
 
-
 #: share of augmented views shown at a coarser resolution
 COARSER_CHANCE = 0.35
 #: share of augmented views given a narrow window around the body's typical grey level

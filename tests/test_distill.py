@@ -571,3 +571,14 @@ def test_a_pooled_sam_decoder_read_at_256_starts_as_the_128_read_out_upsampled_t
         nearest, _ = at_256.predict_all(embedding, position, sparse, dense)
     assert torch.equal(nearest[..., ::2, ::2], nearest[..., 1::2, 1::2])
     assert ((bilinear > 0) == (nearest > 0)).float().mean() > 0.98
+
+
+def test_model_card_counts_an_image_once_however_many_caches_hold_it():
+    from imis_lite.distill.corpus import DEFAULT_CORPUS
+    from imis_lite.distill.model_card import source_table
+
+    corpus = str(DEFAULT_CORPUS.resolve())
+    plain = {"corpus": corpus, "items": [["images/btcv_imis/ABD_001_100.png", 0], ["images/hc18/000_HC.png", 0]]}
+    more_views = {"corpus": corpus, "items": [["images/btcv_imis/ABD_001_100.png", 1], ["images/btcv_imis/ABD_001_100.png", 2]]}
+    table = source_table([plain, more_views], [2, 2])
+    assert "| permissive | btcv_imis | CT | 1 | 0 |" in table, table

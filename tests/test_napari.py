@@ -24,8 +24,8 @@ from imis_lite.metrics import dice
 
 KEY = "napari-test-key"
 LIVER = 5
-# One tight 2D box on the middle slice, propagated up and down by the server: 0.746 measured when the box also
-# clipped the other slices, 0.765 through the API since it bounds only its own slice (session.ONE_SLICE_BOX).
+# One tight 2D box on the middle slice, propagated up and down by the server: 0.714 through napari with the
+# release-3 student (0.705 with release 2), where the benchmark's serve_3d row, the client alone, measures 0.79.
 DICE_FLOOR = 0.70
 
 
