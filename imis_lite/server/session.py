@@ -2,7 +2,9 @@
 
 The protocol sends a raw 4D image (channel, then three spatial axes in the client's order) and never says
 which axis is "the slice". A 2D box is one voxel thick along some axis: that axis is the slice axis, the
-box's two sides are the plane the 2D model sees, and the object is propagated along that axis through the
+box's two sides are the plane the 2D model sees, pictured as the client's viewer shows that slice (the first of
+the other two axes down, the second across: napari and 3D Slicer send (z, y, x) and show y down, x across; the
+student is not indifferent to a transposed picture), and the object is propagated along that axis through the
 whole volume from the boxed slice (``volume.segment_object``). The box says where the object lies on the slice
 it was drawn on, not how far it reaches on the others (an organ is wider on some slices than on the drawn one),
 so propagated slices are not clipped to it; the CLI's 3D box, which does give the extent, is. A point uses the
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import PromptError
+from ..errors import ImageError, PromptError
 from ..intensity import infer_modality, to_uint8
 from ..predictor import Segmenter
 from ..volume import DEFAULT_PROPAGATION, Click, ObjectPrompt, segment_object
@@ -114,7 +116,7 @@ class InteractiveVolume:
             raise ProtocolError(f"bbox {ranges} is 3D: only 2D boxes (one voxel thick along one axis) are supported")
         axis = self.axis if self.axis in thin else thin[-1]
         plane = [a for a in range(3) if a != axis]
-        (x0, x1), (y0, y1), k = ranges[plane[0]], ranges[plane[1]], ranges[axis][0]
+        (y0, y1), (x0, x1), k = ranges[plane[0]], ranges[plane[1]], ranges[axis][0]
         if not positive:
             return self._apply(self.prompt, self.axis, [*self.erased, (axis, ranges)])
         box = (float(x0), float(y0), float(x1 - 1), float(y1 - 1))
@@ -131,7 +133,7 @@ class InteractiveVolume:
             raise ProtocolError(f"point {coordinates} lies outside the image {list(target.shape)}")
         axis = DEFAULT_POINT_AXIS if self.axis is None else self.axis
         plane = [a for a in range(3) if a != axis]
-        click = Click(float(voxel[plane[0]]), float(voxel[plane[1]]), voxel[axis], int(positive))
+        click = Click(float(voxel[plane[1]]), float(voxel[plane[0]]), voxel[axis], int(positive))
         if self.prompt is None:
             if not positive:
                 return Change(None, None)  # nothing to take away from
@@ -160,13 +162,13 @@ class InteractiveVolume:
             moved = np.moveaxis(volume, axis, 2)
             with self.model_lock:
                 try:
-                    slices = segment_object(self.segmenter, lambda k: moved[:, :, k].T, moved.shape[2], prompt,
+                    slices = segment_object(self.segmenter, lambda k: moved[:, :, k], moved.shape[2], prompt,
                                             rules=ONE_SLICE_BOX)
-                except PromptError as error:
+                except (PromptError, ImageError) as error:  # e.g. a box drawn on a blank slice
                     raise ProtocolError(str(error)) from None
             out = np.moveaxis(mask, axis, 2)
             for k, piece in slices.items():
-                out[:, :, k] = piece.T
+                out[:, :, k] = piece
         for _, ranges in erased:
             mask[tuple(slice(lo, hi) for lo, hi in ranges)] = False
         new = mask.astype(target.dtype)
