@@ -192,7 +192,7 @@ class InteractiveVolume:
         for (lo, hi), side in zip(bbox, shape):
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
                 raise ProtocolError("bbox_coords must hold numbers")
-            lo, hi = int(round(lo)), int(round(hi))
+            lo, hi = _voxel_edge(lo), _voxel_edge(hi)
             if not 0 <= lo < hi <= side:
                 raise ProtocolError(f"bbox {bbox} lies outside the image {list(shape)} or is empty")
             ranges.append([lo, hi])
@@ -208,3 +208,10 @@ class InteractiveVolume:
         if self.target is None:
             raise ProtocolError("no target buffer: call set_target_buffer first")
         return self.target
+
+
+def _voxel_edge(value: float) -> int:
+    """The voxel edge nearest a box coordinate, halves rounded up (Python's round sends 40.5 down and 41.5 up).
+    napari's plugin sends a dragged rectangle's corners as they are: one drawn around the voxels y0..y1 (edges at
+    y0 - 0.5 and y1 + 0.5) becomes [y0, y1 + 1), the same box integer corners give."""
+    return int(np.floor(value + 0.5))
