@@ -118,6 +118,19 @@ def test_two_sessions_hold_their_own_images(server, ct):
         assert one.any() and two.any() and two.shape == (20, 101, 122)
 
 
+def test_a_rectangle_dragged_around_voxels_is_the_box_of_those_voxels(server, ct):
+    """napari's plugin sends a dragged rectangle's corners as floats: edges half a voxel outside voxels y0..y1
+    give the half-open box [y0, y1 + 1), the box integer corners give, for every parity of the edges."""
+    answers = []
+    with _session(server) as session:
+        buffer = _start(session, ct)
+        for box in ([[14, 15], [25, 87], [41, 106]], [[14.0, 15.0], [24.5, 86.5], [40.5, 105.5]]):
+            session.reset_interactions()
+            session.add_bbox_interaction(box, include_interaction=True)
+            answers.append(buffer.copy())
+    assert answers[0].any() and np.array_equal(answers[0], answers[1])
+
+
 def test_a_box_on_a_blank_slice_is_refused_with_a_reason(server, ct):
     image, _, spacing = ct
     with _session(server) as session:
