@@ -182,7 +182,7 @@ class PooledSamDecoder(nn.Module):
         hyper = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(self.hypernetworks)], dim=1)
         channels, out_height, out_width = features.shape[1:]
         masks = (hyper @ features.reshape(batch, channels, out_height * out_width)).reshape(batch, -1, out_height, out_width)
-        if masks.shape[-1] != 4 * src.shape[-1]:
+        if self.third_up is None:  # read at 128: up to the 256 grid SAM's masks have
             masks = F.interpolate(masks, scale_factor=2, mode="bilinear", align_corners=False)
         return masks, self.iou_head(hs[:, 0])
 

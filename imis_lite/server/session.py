@@ -64,7 +64,7 @@ class InteractiveVolume:
     segmenter: Segmenter
     model_lock: threading.Lock
     max_voxels: int
-    volume: np.ndarray | None = None  # (X, Y, Z) uint8, as the model is shown it
+    volume: np.ndarray | None = None  # uint8 as the model is shown it, in the client's axis order
     target: np.ndarray | None = None  # the client's buffer, mirrored
     prompt: ObjectPrompt | None = None  # in the slice-axis-last frame of ``axis``
     axis: int | None = None
