@@ -140,7 +140,7 @@ def run_record(run: Path) -> dict:
         "hardware": f"{cpu_name()}, {config['threads'] or 'all'} threads",
         "embeddings": _embeddings_source(config),
         "trained": config.get("train", "prompt"), "trained_parameters": config["trained_parameters"],
-        "box_target": "teacher" if _distils_boxes(config) else None,
+        "box_target": _box_target(config),
         "train_objects": config["train_objects"],
         "license_classes": cache_meta["license_classes"],
         "masked_sources": _object_sources(config),
@@ -186,7 +186,7 @@ def _training_command(run: Path) -> str:
         + (f" --student-bundle {config['student_bundle']}" if config.get("student_bundle") else "")
         + (f" --train {config['train']}" if config.get("train", "prompt") != "prompt" else "")
         + (f" --box-weight {config['box_weight']}" if config.get("train") == "decoder" else "")
-        + (f" --box-target teacher --boundary-weight {config['boundary_weight']}" if _distils_boxes(config) else "")
+        + (f" --box-target {_box_target(config)} --boundary-weight {config['boundary_weight']}" if _box_target(config) else "")
         + (" --teacher-objects" if config.get("teacher_objects") else "")
         + (f" --init runs/{Path(config['init']).parent.name}/last.pt" if config.get("init") else "")
         + (f" --init-bundle {config['init_bundle']}" if config.get("init_bundle") else "")
@@ -196,9 +196,12 @@ def _training_command(run: Path) -> str:
         + (f" --warmup {config['warmup']}" if config.get("warmup", WARMUP) != WARMUP else "") + f" --seed {config['seed']}")
 
 
-def _distils_boxes(config: dict) -> bool:
-    """A decoder run whose box answers learned the teacher's (``--box-target teacher``), not held in place."""
-    return config.get("train") == "decoder" and config.get("box_target") == "teacher"
+def _box_target(config: dict) -> str | None:
+    """What a decoder run's box answers learned (``--box-target``: the teacher's, or the label map's), or None
+    where they were held in place."""
+    if config.get("train") == "decoder" and config.get("box_target") in ("teacher", "truth"):
+        return config["box_target"]
+    return None
 
 
 def _object_sources(config: dict) -> list[str]:
@@ -223,6 +226,9 @@ def card_section(record: dict) -> str:
         if record.get("box_target") == "teacher":
             frozen = ("Encoder frozen; box-only answers distilled from the teacher's (LiteMedSAM's embedding of the"
                       " same view through its original decoder: BCE with the mask edge up-weighted, + soft Dice)")
+        elif record.get("box_target") == "truth":
+            frozen = ("Encoder frozen; box-only answers to jittered boxes graded against the labelled object itself"
+                      " (BCE + soft Dice), not the teacher's answer")
         box_note = ("Box-only prompts read mask output 0 of the same decoder, whose shared layers moved: their held-out"
                     " DSC is the first number of each curve below; the benchmark measures it on the shared cases.")
     stages = ""

@@ -12,7 +12,8 @@ batch norms are frozen, as in a stage started from a bundle; trained batch norms
 that is still being filled can be trained on: each epoch samples from the views complete at its start.
 
 Loss = normalised embedding MSE + ``--prompt-weight`` x (box mask + 0.5 x click mask), each mask term a
-binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask.
+binary cross-entropy against the teacher decoder's probabilities plus a soft Dice against its mask;
+``--label-weight`` adds the box answer graded against the label map's object (where the teacher is wrong).
 ``--fresh-prompts`` draws a new box and click on each labelled view at every mask term (``--teacher-objects``
 also on views without a label map); ``--init`` starts a later stage from a run's student or a released
 bundle's ``encoder.onnx``, and ``--train refiner`` trains only an added refiner (docs/distillation.md).
@@ -126,8 +127,12 @@ def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, bounda
     ``boundary_weight`` > 0 up-weights the BCE in a band around the teacher's mask edge: boundary distance
     (NSD) is where a student falls short first, and the band is a few percent of the pixels.
     """
-    target = torch.sigmoid(teacher_logits)
-    hard = (teacher_logits > 0).float()
+    return soft_mask_loss(student_logits, torch.sigmoid(teacher_logits), (teacher_logits > 0).float(), boundary_weight)
+
+
+def soft_mask_loss(student_logits: torch.Tensor, target: torch.Tensor, hard: torch.Tensor,
+                   boundary_weight: float = 0.0) -> torch.Tensor:
+    """``mask_loss`` against target probabilities and a hard mask given apart (a label map's object is both)."""
     bce = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none")
     if boundary_weight > 0:
         weights = 1 + boundary_weight * boundary_band(hard)
@@ -142,12 +147,13 @@ def mask_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, bounda
 class Objective(torch.nn.Module):
     """The distillation loss; holds the frozen teacher prompt encoder and decoder."""
 
-    def __init__(self, teacher, embedding_scale: float, prompt_weight: float, boundary_weight: float = 0.0) -> None:
+    def __init__(self, teacher, embedding_scale: float, prompt_weight: float, boundary_weight: float = 0.0,
+                 label_weight: float = 0.0) -> None:
         super().__init__()
         self.prompt_encoder = teacher.prompt_encoder if teacher.has_decoder else None
         self.mask_decoder = teacher.mask_decoder if teacher.has_decoder else None
         self.embedding_scale, self.prompt_weight = embedding_scale, prompt_weight
-        self.boundary_weight = boundary_weight
+        self.boundary_weight, self.label_weight = boundary_weight, label_weight
 
     def forward(self, embedding: torch.Tensor, batch: dict[str, torch.Tensor], with_prompts: bool) -> dict[str, torch.Tensor]:
         terms = {"embedding": F.mse_loss(embedding.float(), batch["embeddings"]) / self.embedding_scale}
@@ -155,7 +161,13 @@ class Objective(torch.nn.Module):
             logits = decode_prompts(self.prompt_encoder, self.mask_decoder, embedding.float(), batch["boxes"], batch["points"])
             per_prompt = mask_loss(logits.float(), batch["teacher_logits"], self.boundary_weight).mean(dim=0)
             terms["box"], terms["click"] = per_prompt[0], per_prompt[1]
-            terms["total"] = terms["embedding"] + self.prompt_weight * (terms["box"] + 0.5 * terms["click"])
+            prompts = terms["box"] + 0.5 * terms["click"]
+            if self.label_weight > 0 and "labelled" in batch and bool(batch["labelled"].any()):
+                labelled = batch["labelled"]
+                objects = batch["objects"][labelled][:, None]
+                terms["label"] = soft_mask_loss(logits[labelled][:, :1].float(), objects, objects, self.boundary_weight).mean()
+                prompts = prompts + self.label_weight * terms["label"]
+            terms["total"] = terms["embedding"] + self.prompt_weight * prompts
         else:
             terms["total"] = terms["embedding"]
         return terms
@@ -167,12 +179,18 @@ def fresh_prompts(objective: Objective, batch: dict[str, torch.Tensor], rng: np.
     """A new box and click on a random object of each labelled view, answered by the teacher's frozen decoder
     from its cached embedding: the cache holds one prompt per view, so without this the mask term sees the
     same few thousand prompts again and again. Views without a label map keep their cached prompt, or, with
-    ``teacher_objects``, get one on an object the teacher finds in them (see ``teacher_object_prompts``)."""
+    ``teacher_objects``, get one on an object the teacher finds in them (see ``teacher_object_prompts``).
+    The labelled object of each view is kept as ``objects`` (``labelled`` marks the views that have one), for
+    the label term."""
     masks = batch["masks"].cpu().numpy()
     prompts = {}
+    objects = np.zeros(masks.shape, np.float32)
     for view, mask in enumerate(masks):
         if labels := sample_labels(mask):
-            prompts[view] = region_prompts(mask == rng.choice(labels), mask.shape, rng)
+            objects[view] = mask == rng.choice(labels)
+            prompts[view] = region_prompts(objects[view] > 0, mask.shape, rng)
+    batch["objects"] = torch.from_numpy(objects).to(batch["boxes"].device)
+    batch["labelled"] = torch.from_numpy(objects.any(axis=(1, 2))).to(batch["boxes"].device)
     if teacher_objects:
         prompts.update(teacher_object_prompts(objective, batch, [v for v in range(len(masks)) if v not in prompts], rng))
     if not prompts:
@@ -267,6 +285,8 @@ def _distributed() -> tuple[int, int]:
 def train(args: argparse.Namespace) -> Path:
     if args.teacher_objects and not args.fresh_prompts:
         raise SystemExit("--teacher-objects needs --fresh-prompts (the cached prompts are used as they are otherwise)")
+    if args.label_weight and not args.fresh_prompts:
+        raise SystemExit("--label-weight needs --fresh-prompts (it grades the box answer on the object each one draws)")
     rank, world = _distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() and not args.cpu else "cpu")
     if device.type == "cpu" and args.threads:
@@ -283,7 +303,7 @@ def train(args: argparse.Namespace) -> Path:
     channels = cache["embeddings"].shape[1]
     student = build_student(args.student, out_channels=channels).to(device)
     objective = Objective(teacher, embedding_scale=args.embedding_scale, prompt_weight=args.prompt_weight,
-                          boundary_weight=args.boundary_weight).to(device)
+                          boundary_weight=args.boundary_weight, label_weight=args.label_weight).to(device)
     trained = select_trained(student, args.train)
     from_onnx = args.init is not None and args.init.suffix == ".onnx"
     frozen_norm = from_onnx or (args.init is not None and inherited_frozen_norm(args.init))
@@ -429,6 +449,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-weight", type=float, default=0.2)
     parser.add_argument("--boundary-weight", type=float, default=0.0,
                         help="extra BCE weight on a 5-pixel band around the teacher mask's edge (0 = uniform)")
+    parser.add_argument("--label-weight", type=float, default=0.0,
+                        help="also grade the box answer against the labelled object itself (BCE + soft Dice), "
+                             "relative to the teacher's box term; needs --fresh-prompts")
     parser.add_argument("--fresh-prompts", action="store_true",
                         help="a new box and click per labelled view at every mask term, answered by the teacher's decoder")
     parser.add_argument("--teacher-objects", action="store_true",

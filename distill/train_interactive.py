@@ -51,7 +51,7 @@ log = logging.getLogger("imis_lite.distill")
 MIN_OBJECT_PIXELS = 16
 EPISODES = ("box", "click", "prior")
 TRAINED = ("prompt", "click-head", "decoder")
-BOX_TARGETS = ("frozen", "teacher")
+BOX_TARGETS = ("frozen", "teacher", "truth")
 CLICK_CHANNEL = 1  # the mask output that ``--train click-head`` teaches to answer clicks and mask input
 WARMUP = 20  # steps of linear learning-rate warm-up
 SHARED_LR_SCALE = 0.1  # ``--train decoder``: the pretrained layers a box shares, relative to --lr
@@ -213,6 +213,15 @@ def box_distillation(interaction: Interaction, frozen: Interaction, embedding: t
     return distillation_mask_loss(interaction(embedding, boxes, None, None, None), reference, boundary_weight).mean()
 
 
+def box_truth(interaction: Interaction, embedding: torch.Tensor, truth: np.ndarray,
+              rng: np.random.Generator) -> torch.Tensor:
+    """``mask_loss`` of the box-only answer to a jittered box against the labelled object itself: the teacher
+    draws some organs past their edges (bowel and kidney inside a liver's box), and a decoder graded on the
+    label map learns the boundary the label draws, not the teacher's."""
+    boxes = torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+    return mask_loss(interaction(embedding, boxes, None, None, None)[:, 0], torch.from_numpy(truth.astype(np.float32)))
+
+
 @torch.no_grad()
 def teacher_objects(frozen: Interaction, teacher_embedding: torch.Tensor, images: np.ndarray,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -328,10 +337,10 @@ def train(args: argparse.Namespace) -> Path:
     cache = TeacherCache(args.cache)
     if cache.meta["teacher"] != "litemedsam":
         raise SystemExit("interactive training needs a cache of the litemedsam teacher (its decoder is the one shipped)")
-    if args.teacher_objects and args.box_target != "teacher":
-        raise SystemExit("--teacher-objects adds boxes to the distilled box term: give --box-target teacher")
-    if args.box_target == "teacher" and (args.train != "decoder" or (args.student_run is None and args.student_bundle is None)):
-        raise SystemExit("--box-target teacher tunes the whole decoder to a student: "
+    if args.teacher_objects and args.box_target == "frozen":
+        raise SystemExit("--teacher-objects adds boxes to the box term: give --box-target teacher or truth")
+    if args.box_target != "frozen" and (args.train != "decoder" or (args.student_run is None and args.student_bundle is None)):
+        raise SystemExit(f"--box-target {args.box_target} tunes the whole decoder to a student: "
                          "give --train decoder and --student-bundle or --student-run")
     net, click_channel = shipped_litemedsam(load_bundle(args.init_bundle).root) if args.init_bundle else (load_litemedsam(), 0)
     for parameter in net.parameters():
@@ -383,9 +392,12 @@ def train(args: argparse.Namespace) -> Path:
         loss = mask_loss(logits[:, 0], target)
         if args.reach_weight and reach is not None:
             loss = loss + args.reach_weight * reach_loss(logits[:, 0], target, torch.from_numpy(reach))
-        if frozen is not None and args.box_target == "teacher":
-            teacher_embedding = torch.from_numpy(cache["embeddings"][picked[:, 0]].astype(np.float32))
-            drift = box_distillation(interaction, frozen, embedding, teacher_embedding, truth, rng, args.boundary_weight)
+        if frozen is not None and args.box_target != "frozen":
+            if args.box_target == "truth":
+                drift = box_truth(interaction, embedding, truth, rng)
+            else:
+                teacher_embedding = torch.from_numpy(cache["embeddings"][picked[:, 0]].astype(np.float32))
+                drift = box_distillation(interaction, frozen, embedding, teacher_embedding, truth, rng, args.boundary_weight)
             if len(unlabelled):
                 views = np.sort(rng.choice(unlabelled, min(args.batch, len(unlabelled)), replace=False))
                 view_teacher = torch.from_numpy(cache["embeddings"][views].astype(np.float32))
@@ -406,7 +418,7 @@ def train(args: argparse.Namespace) -> Path:
             record = {"step": step, "loss": round(loss.item(), 5), "episode": episode, "round": graded_round,
                       "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1)}
             if frozen is not None:
-                record["box_distillation" if args.box_target == "teacher" else "box_drift"] = round(drift.item(), 5)
+                record["box_drift" if args.box_target == "frozen" else f"box_{args.box_target}"] = round(drift.item(), 5)
             if step % (args.log_every * 10) == 0 or step == args.steps:
                 record["validation"] = evaluate(interaction, embeddings, cache, validation_objects, args.rounds, args.seed)
             (out / "log.jsonl").open("a").write(json.dumps(record) + "\n")

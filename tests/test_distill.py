@@ -268,6 +268,32 @@ def test_fresh_prompts_land_on_a_labelled_object_and_carry_the_teachers_answer_t
     assert torch.equal(batch["boxes"][1], cached["boxes"][1]) and not batch["teacher_logits"][1].any()
 
 
+def test_the_label_term_grades_the_box_answer_on_the_drawn_object_and_only_on_labelled_views():
+    from imis_lite.distill.teachers import decode_prompts, load_teacher
+    from imis_lite.distill.train import Objective, fresh_prompts, soft_mask_loss
+
+    objective = Objective(load_teacher("litemedsam", onnx_encoder=None), embedding_scale=0.0115, prompt_weight=1.0,
+                          label_weight=2.0)
+    masks = torch.zeros(2, 256, 256, dtype=torch.uint8)
+    masks[0, 100:140, 60:90] = 3
+    masks[0, 10:30, 200:240] = 5  # two objects: the one drawn is the one graded
+    batch = {"masks": masks, "embeddings": torch.randn(2, 256, 64, 64) * 0.1, "teacher_logits": torch.zeros(2, 2, 256, 256),
+             "boxes": torch.tensor([[0.0, 0, 50, 50], [10, 10, 200, 200]]), "points": torch.tensor([[5.0, 5], [50, 50]])}
+    fresh_prompts(objective, batch, np.random.default_rng(0))
+    x, y = batch["points"][0].numpy().astype(int)
+    assert torch.equal(batch["objects"][0], (masks[0] == masks[0, y, x]).float())
+    assert batch["labelled"].tolist() == [True, False] and not batch["objects"][1].any()
+    embedding = torch.randn(2, 256, 64, 64) * 0.1
+    with torch.no_grad():
+        terms = objective(embedding, batch, with_prompts=True)
+        logits = decode_prompts(objective.prompt_encoder, objective.mask_decoder, embedding, batch["boxes"], batch["points"])
+    expected = soft_mask_loss(logits[:1, :1], batch["objects"][:1, None], batch["objects"][:1, None]).mean()
+    assert torch.isclose(terms["label"], expected)
+    assert torch.isclose(terms["total"], terms["embedding"] + terms["box"] + 0.5 * terms["click"] + 2.0 * terms["label"])
+    perfect = soft_mask_loss(batch["objects"][:1, None] * 40 - 20, batch["objects"][:1, None], batch["objects"][:1, None])
+    assert float(perfect.mean()) < 0.01 < float(terms["label"])
+
+
 def test_largest_part_and_content_shape_on_constructed_arrays():
     from imis_lite.distill.prompt_sampling import content_shape, largest_part
 

@@ -316,8 +316,25 @@ def test_box_distillation_scores_the_decoders_box_answer_against_the_teachers(ti
     assert first_box_only.item() == pytest.approx(mask_loss(answer, answer, 4.0).mean().item(), rel=1e-5)
 
 
-def test_box_distillation_needs_a_student_and_the_whole_decoder(tiny_cache, tmp_path):
-    args = ["--cache", str(tiny_cache.folder), "--out", str(tmp_path), "--box-target", "teacher"]
+def test_box_truth_grades_the_box_answer_against_the_labelled_object(tiny_cache, teacher):
+    views = np.array([0, 1])
+    embedding = train_interactive.Embeddings(tiny_cache, None)(views)
+    truth = np.zeros((2, 256, 256), bool)
+    truth[:, 60:140, 80:170] = True
+    interaction = train_interactive.Interaction(teacher)
+    with torch.no_grad():
+        graded = train_interactive.box_truth(interaction, embedding, truth, np.random.default_rng(3))
+        rng = np.random.default_rng(3)
+        boxes = torch.from_numpy(np.stack([train_interactive.region_prompts(r, r.shape, rng)[0] for r in truth]))
+        answer = interaction(embedding, boxes, None, None, None)[:, 0]
+        expected = train_interactive.mask_loss(answer, torch.from_numpy(truth.astype(np.float32)))
+    assert graded.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert np.all(np.abs(boxes.numpy() - [80, 60, 169, 139]) <= 4)  # jittered as a user draws around the object
+
+
+@pytest.mark.parametrize("target", ["teacher", "truth"])
+def test_box_distillation_needs_a_student_and_the_whole_decoder(tiny_cache, tmp_path, target):
+    args = ["--cache", str(tiny_cache.folder), "--out", str(tmp_path), "--box-target", target]
     with pytest.raises(SystemExit, match="--student-bundle"):
         train_interactive.main([*args, "--train", "decoder"])
     with pytest.raises(SystemExit, match="--train decoder"):
