@@ -33,7 +33,7 @@ from .corpus import DEFAULT_CORPUS, held_out_keys, read_corpus
 
 log = logging.getLogger("imis_lite.distill")
 
-GRID = (-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
+GRID = (-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 #: box margins, pixels of the model's input frame on each side: tight, LiteMedSAM's training jitter, propagation's
 MARGINS = (0.0, 3.0, 6.0)
 #: how much a threshold other than 0 must add to the mean DSC + NSD (one object of the 57 moves a mean up to 0.018)

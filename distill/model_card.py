@@ -96,6 +96,7 @@ def _train_command(config: dict) -> str:
             f"--batch {config['batch']} --lr {config['lr']} --warmup {config['warmup']} "
             f"--prompt-weight {config['prompt_weight']} --prompt-every {config['prompt_every']} "
             f"--boundary-weight {config.get('boundary_weight', 0.0)}{fresh}"
+            + (f" --label-weight {config['label_weight']}" if config.get("label_weight") else "")
             + (f" --source-power {config['source_power']}" if config.get("source_power") else "")
             + f" --seed {config['seed']}")
 
@@ -113,7 +114,10 @@ def _stage_text(number: int, run: Path) -> str:
             + (" for a box and a click drawn anew on each labelled view at every mask term" if config.get("fresh_prompts") else "")
             + " (BCE to the teacher's probabilities"
             + (f", {boundary}x extra weight on a 5-pixel band at the mask's edge" if boundary else "")
-            + f", + soft Dice), the decoder term every {config['prompt_every']} steps. AdamW, lr {config['lr']} "
+            + ", + soft Dice)"
+            + (f" + {config['label_weight']} x the box answer graded the same way against the labelled object itself"
+               if config.get("label_weight") else "")
+            + f", the decoder term every {config['prompt_every']} steps. AdamW, lr {config['lr']} "
             f"(cosine, {config['warmup']} warm-up steps), batch {config['batch']}, {summary['steps']} steps, "
             + (f"views drawn with weight (views of their source)^-{config['source_power']}, " if config.get("source_power") else "")
             + "seed "

@@ -201,7 +201,7 @@ def test_a_second_stage_pools_an_extra_cache_and_starts_from_the_first_stages_st
     assert train.main([*common, "--out", str(first), "--steps", "1"]) == 0
     assert train.main([*common, "--out", str(second), "--steps", "1", "--lr", "0", "--extra-cache", str(extra.folder),
                        "--init", str(first / "student.pt"), "--boundary-weight", "4", "--fresh-prompts",
-                       "--teacher-objects"]) == 0
+                       "--teacher-objects", "--label-weight", "0.5"]) == 0
     before, after = torch.load(first / "student.pt"), torch.load(second / "student.pt")
     weights = [name for name in before if "running_" not in name and "num_batches" not in name]  # not BN statistics
     assert all(torch.equal(before[name], after[name]) for name in weights)  # lr 0: the init is what it saved
@@ -212,9 +212,11 @@ def test_a_second_stage_pools_an_extra_cache_and_starts_from_the_first_stages_st
     from imis_lite.distill.model_card import _train_command, training_stages
     assert training_stages(second) == [first, second]  # the model card lists both stages' commands
     assert "--extra-cache runs/extra --init runs/first/student.pt --out runs/second" in _train_command(config)
-    assert _train_command(config).endswith("--boundary-weight 4.0 --fresh-prompts --teacher-objects --seed 0")
+    assert _train_command(config).endswith("--boundary-weight 4.0 --fresh-prompts --teacher-objects --label-weight 0.5 --seed 0")
     with pytest.raises(SystemExit, match="--teacher-objects needs --fresh-prompts"):
         train.main([*common, "--out", str(tmp_path / "third"), "--steps", "1", "--teacher-objects"])
+    with pytest.raises(SystemExit, match="--label-weight needs --fresh-prompts"):
+        train.main([*common, "--out", str(tmp_path / "third"), "--steps", "1", "--label-weight", "1"])
 
 
 def test_a_student_with_a_refiner_starts_as_the_student_without_one():
