@@ -189,11 +189,16 @@ def corrective_click(prediction: np.ndarray, region: np.ndarray, row: list) -> t
     return click
 
 
+def jittered_boxes(truth: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """(N, 4) boxes around each object, jittered as users draw them (``region_prompts``)."""
+    return torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+
+
 def box_drift(interaction: Interaction, frozen: Interaction, embedding: torch.Tensor, truth: np.ndarray,
               rng: np.random.Generator) -> torch.Tensor:
     """Mean squared difference of the box-only logits from the frozen decoder's: what keeps a box's answer
     where it was while the layers it shares with the click output learn."""
-    boxes = torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+    boxes = jittered_boxes(truth, rng)
     with torch.no_grad():
         reference = frozen(embedding, boxes, None, None, None)
     return F.mse_loss(interaction(embedding, boxes, None, None, None), reference)
@@ -207,7 +212,7 @@ def box_distillation(interaction: Interaction, frozen: Interaction, embedding: t
     answer (its own embedding through the frozen decoder): a decoder tuned to a student's embeddings learns to
     draw the teacher's boundary from them, which the frozen decoder, fed a student's coarser embedding, does
     not."""
-    boxes = torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+    boxes = jittered_boxes(truth, rng)
     with torch.no_grad():
         reference = frozen(teacher_embedding, boxes, None, None, None)
     return distillation_mask_loss(interaction(embedding, boxes, None, None, None), reference, boundary_weight).mean()
@@ -218,7 +223,7 @@ def box_truth(interaction: Interaction, embedding: torch.Tensor, truth: np.ndarr
     """``mask_loss`` of the box-only answer to a jittered box against the labelled object itself: the teacher
     draws some organs past their edges (bowel and kidney inside a liver's box), and a decoder graded on the
     label map learns the boundary the label draws, not the teacher's."""
-    boxes = torch.from_numpy(np.stack([region_prompts(region, region.shape, rng)[0] for region in truth]))
+    boxes = jittered_boxes(truth, rng)
     return mask_loss(interaction(embedding, boxes, None, None, None)[:, 0], torch.from_numpy(truth.astype(np.float32)))
 
 
