@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imis_lite.corrections import Correction
+from imis_lite.corrections import Correction, protocol_clicks
 from imis_lite.demo import boxes_from_labels
 from imis_lite.io import read_scan
 from imis_lite.job import RawObject, model_volume, resolve, segment_scan
 from imis_lite.metrics import dice, nsd
-from imis_lite.protocol import next_click
 from imis_lite.volume import LITEMEDSAM_PROPAGATION, mask_box
 
 #: slices added at each end of a 3D box's z-range for the loose-box runs
@@ -67,11 +66,7 @@ def score_2d(segmenter, name: str, modality: str, image, truth, clicks: int, jit
         correction = Correction(segmenter, box)
         mask = correction.mask
         result = ObjectScore(name, modality, label, 2, dice(mask, target), nsd(mask, target, (1.0, 1.0)))
-        for _ in range(clicks):
-            click = next_click(correction.mask, target)
-            if click is not None:
-                correction.click(*click)
-            result.click_dsc.append(dice(correction.mask, target))
+        result.click_dsc += [dice(mask, target) for mask in protocol_clicks(correction, target, clicks)]
         scores.append(result)
     return scores
 

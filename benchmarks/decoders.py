@@ -25,14 +25,14 @@ import numpy as np
 from scipy import ndimage
 
 from imis_lite.bundle import load_bundle
-from imis_lite.corrections import Correction
+from imis_lite.corrections import Correction, protocol_clicks
 from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.io import read_scan
 from imis_lite.io.scan import Scan
 from imis_lite.job import RawObject, resolve, segment_scan
 from imis_lite.metrics import dice, nsd
 from imis_lite.predictor import Segmenter
-from imis_lite.protocol import centre_click, next_click
+from imis_lite.protocol import centre_click
 
 from .__main__ import DEFAULT_DATA, find_cases
 from .cli_3d import cli_3d, largest_organ_box
@@ -65,10 +65,7 @@ def score_2d(segmenter: Segmenter, image: np.ndarray, truth: np.ndarray, clicks:
                "box_nsd": nsd(box_mask, target, (1.0, 1.0)), "one_click_dsc": dice(alone, target)}
         for key, brush in (("clicks_dsc", True), ("clicks_no_brush_dsc", False)):
             correction = Correction(segmenter, box, use_brush=brush)
-            for _ in range(clicks):
-                click = next_click(correction.mask, target)
-                if click is not None:
-                    correction.click(*click)
+            protocol_clicks(correction, target, clicks)
             row[key] = dice(correction.mask, target)
         rows.append(row)
     return rows

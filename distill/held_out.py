@@ -5,7 +5,9 @@
 The held-out images are every 25th of each source (``corpus.held_out_keys``), which no training of this project
 saw; ../shared/data is never read here, so a checkpoint chosen on these numbers leaves the benchmark unbiased.
 Each labelled object is boxed tight (its bounding box, as the benchmark's 2D protocol) and scored with DSC and
-NSD (1 px spacing, the benchmark's tolerance) at the bundle's own mask threshold.
+NSD (1 px spacing, the benchmark's tolerance) at the bundle's own mask threshold. ``--clicks N`` also scores
+what the benchmark's click columns score: one foreground click alone at the object's centre, and the box then N
+corrective clicks through ``Correction`` with and without its brush (the network's own share).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from imis_lite.corrections import Correction, protocol_clicks
 from imis_lite.demo import boxes_from_labels
 from imis_lite.metrics import dice, nsd
 from imis_lite.predictor import Segmenter
+from imis_lite.protocol import centre_click
 
 from .corpus import DEFAULT_CORPUS, held_out_keys, read_corpus
 
@@ -42,37 +46,62 @@ def held_out_labelled(corpus: Path, every: int, max_per_source: int | None = Non
     return picked
 
 
-def score_bundle(bundle: str, images: list, engine: str = "onnxruntime", threads: int | None = None) -> dict:
-    """Per source: objects, mean DSC and NSD of a tight box, at the bundle's own threshold."""
+def object_scores(segmenter: Segmenter, box: np.ndarray, truth: np.ndarray, clicks: int) -> dict[str, float]:
+    """DSC and NSD of the tight box's answer; with ``clicks``, also one click alone at the centre and the box
+    then ``clicks`` corrective clicks, with and without the brush."""
+    mask = segmenter.predict(box=box)[0][0]
+    scores = {"dsc": dice(mask, truth), "nsd": nsd(mask, truth, (1.0, 1.0))}
+    if clicks:
+        x, y = centre_click(truth)
+        scores["one_click_dsc"] = dice(segmenter.predict(points=[[x, y]], labels=[1])[0][0], truth)
+        for key, brush in (("clicks_dsc", True), ("clicks_no_brush_dsc", False)):
+            correction = Correction(segmenter, box, use_brush=brush)
+            scores[key] = dice(protocol_clicks(correction, truth, clicks)[-1], truth)
+    return scores
+
+
+def _means(rows: list[dict[str, float]]) -> dict:
+    return {"objects": len(rows), **{key: round(float(np.mean([row[key] for row in rows])), 4) for key in rows[0]}}
+
+
+def score_bundle(bundle: str, images: list, engine: str = "onnxruntime", threads: int | None = None,
+                 clicks: int = 0) -> dict:
+    """Per source: objects and the mean of each ``object_scores`` column, at the bundle's own threshold."""
     segmenter = Segmenter(bundle, engine=engine, threads=threads)
-    scores: dict[str, list[tuple[float, float]]] = {}
+    scores: dict[str, list[dict[str, float]]] = {}
     for image in images:
         labels = image.mask()
         segmenter.set_image(image.image())
         for label, box in boxes_from_labels(labels).items():
-            truth = labels == label
-            mask = segmenter.predict(box=box)[0][0]
-            scores.setdefault(image.source, []).append((dice(mask, truth), nsd(mask, truth, (1.0, 1.0))))
-    table = {source: {"objects": len(values), "dsc": round(float(np.mean([v[0] for v in values])), 4),
-                      "nsd": round(float(np.mean([v[1] for v in values])), 4)} for source, values in sorted(scores.items())}
-    every = [value for values in scores.values() for value in values]
-    table["all"] = {"objects": len(every), "dsc": round(float(np.mean([v[0] for v in every])), 4),
-                    "nsd": round(float(np.mean([v[1] for v in every])), 4)}
-    table["sources_mean"] = {"dsc": round(float(np.mean([table[s]["dsc"] for s in scores])), 4),
-                             "nsd": round(float(np.mean([table[s]["nsd"] for s in scores])), 4)}
+            scores.setdefault(image.source, []).append(object_scores(segmenter, box, labels == label, clicks))
+    table = {source: _means(rows) for source, rows in sorted(scores.items())}
+    table["all"] = _means([row for rows in scores.values() for row in rows])
+    table["sources_mean"] = {key: round(float(np.mean([table[s][key] for s in scores])), 4)
+                             for key in table["all"] if key != "objects"}
     return table
 
 
+CLICK_COLUMNS = ("one_click_dsc", "clicks_dsc", "clicks_no_brush_dsc")
+
+
+def _cell(scores: dict | None) -> str:
+    if scores is None:
+        return "-"
+    clicks = " / ".join(f"{scores[key]:.3f}" for key in CLICK_COLUMNS if key in scores)
+    return f"{scores['dsc']:.3f} / {scores['nsd']:.3f}" + (f" ({clicks})" if clicks else "")
+
+
 def render(results: dict[str, dict]) -> str:
+    """One row per source: DSC / NSD of each bundle, and in brackets, where scored, one click alone / box then
+    the clicks / the same without the brush."""
     names = list(results)
     rows = sorted({row for table in results.values() for row in table if row != "sources_mean"} - {"all"}) + ["all"]
     lines = ["| source | objects | " + " | ".join(f"{name} DSC / NSD" for name in names) + " |",
              "|---|---:|" + "---:|" * len(names)]
     for row in rows:
-        cells = [f"{results[n][row]['dsc']:.3f} / {results[n][row]['nsd']:.3f}" if row in results[n] else "-" for n in names]
+        cells = [_cell(results[n].get(row)) for n in names]
         lines.append(f"| {row} | {results[names[0]].get(row, {}).get('objects', '-')} | " + " | ".join(cells) + " |")
-    lines.append("| mean of sources | | " + " | ".join(
-        f"{results[n]['sources_mean']['dsc']:.3f} / {results[n]['sources_mean']['nsd']:.3f}" for n in names) + " |")
+    lines.append("| mean of sources | | " + " | ".join(_cell(results[n]["sources_mean"]) for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -84,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-source", type=int, help="at most N held-out images of each source (quicker)")
     parser.add_argument("--engine", default="onnxruntime")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--clicks", type=int, default=0,
+                        help="also score one click alone and the box then N corrective clicks, with and without the brush")
     parser.add_argument("--out", type=Path, help="JSON of every table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     images = held_out_labelled(args.corpus.resolve(), args.validation_every, args.max_per_source)
-    results = {bundle: score_bundle(bundle, images, args.engine, args.threads) for bundle in args.bundle}
+    results = {bundle: score_bundle(bundle, images, args.engine, args.threads, args.clicks) for bundle in args.bundle}
     print(render(results))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))

@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import PromptError
 from .predictor import Segmenter
+from .protocol import next_click
 
 #: disc radius = REACH * (distance from the click to the previous mask's edge) + SLACK pixels
 REACH, SLACK = 2.0, 4.0
@@ -151,3 +152,15 @@ def correct(segmenter: Segmenter, box: np.ndarray | list | tuple | None, clicks:
     if correction.mask is None:
         raise PromptError("a prompt needs a box or at least one click")
     return correction
+
+
+def protocol_clicks(correction: Correction, truth: np.ndarray, clicks: int) -> list[np.ndarray]:
+    """The mask after each of ``clicks`` corrective clicks placed as the benchmark places them (``next_click``:
+    the centre of the largest error against ``truth``, (H, W) bool); a perfect mask takes no more clicks."""
+    masks = []
+    for _ in range(clicks):
+        click = next_click(correction.mask, truth)
+        if click is not None:
+            correction.click(*click)
+        masks.append(correction.mask)
+    return masks

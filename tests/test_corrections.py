@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imis_lite import Segmenter
-from imis_lite.corrections import REACH, SLACK, Correction, brush, correct, grey_levels, local_update
+from imis_lite.corrections import REACH, SLACK, Correction, brush, correct, grey_levels, local_update, protocol_clicks
 from imis_lite.demo import boxes_from_labels, sample_path
 from imis_lite.errors import PromptError
 from imis_lite.metrics import dice
@@ -121,6 +121,20 @@ def test_replaying_clicks_equals_clicking_one_by_one(liver):
         by_hand.click(*click)
         clicks.append(click)
     assert np.array_equal(correct(segmenter, box, clicks).mask, by_hand.mask)
+
+
+def test_protocol_clicks_are_the_clicks_the_benchmark_places(liver):
+    segmenter, box, truth = liver
+    by_hand = Correction(segmenter, box)
+    expected = []
+    for _ in range(3):
+        by_hand.click(*next_click(by_hand.mask, truth))
+        expected.append(by_hand.mask.copy())
+    masks = protocol_clicks(Correction(segmenter, box), truth, 3)
+    assert len(masks) == 3 and all(np.array_equal(a, b) for a, b in zip(masks, expected))
+    perfect = Correction(segmenter, box)
+    perfect.mask = truth.copy()  # nothing left to correct: no click is placed
+    assert all(mask is perfect.mask for mask in protocol_clicks(perfect, truth, 2)) and not perfect.points
 
 
 def test_a_prompt_without_box_or_click_is_a_clear_error(liver):
