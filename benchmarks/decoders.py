@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,14 +42,21 @@ ENGINES = ("onnxruntime", "openvino")
 
 
 def decoder_ms(segmenter: Segmenter, image: np.ndarray, box: np.ndarray, rounds: int) -> dict:
-    """Median ms of one box prompt and of one click alone, the embedding already made."""
+    """Median ms of one box prompt and of one click alone through the decoder, and of one click through the
+    bundle's click refiner where it ships one, the embedding already made."""
     segmenter.set_image(image)
     click = np.array([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]])
-    times: dict[str, list[float]] = {"box_ms": [], "click_ms": []}
+    prompts: dict[str, Callable[[], object]] = {
+        "box_ms": lambda: segmenter.predict(box=box),
+        "click_ms": lambda: segmenter.predict(points=click, labels=np.ones(1))}
+    if segmenter.refiner is not None:
+        previous = segmenter.predict(box=box)[2][0]
+        prompts["refiner_ms"] = lambda: segmenter.refine(click, np.ones(1), previous, box)
+    times: dict[str, list[float]] = {key: [] for key in prompts}
     for round_index in range(rounds + 1):
-        for key, prompt in (("box_ms", {"box": box}), ("click_ms", {"points": click, "labels": np.ones(1)})):
+        for key, prompt in prompts.items():
             started = time.perf_counter()
-            segmenter.predict(**prompt)
+            prompt()
             if round_index:  # round 0 warms up
                 times[key].append(1000 * (time.perf_counter() - started))
     return {key: round(float(np.median(values)), 2) for key, values in times.items()}
@@ -60,7 +68,7 @@ def score_2d(segmenter: Segmenter, image: np.ndarray, truth: np.ndarray, clicks:
     for label, box in boxes_from_labels(truth).items():
         target = truth == label
         x, y = centre_click(target)
-        alone = segmenter.predict(points=np.array([[x, y]]), labels=np.ones(1))[0][0]
+        alone = Correction(segmenter).click(x, y)  # the runtime's first click (the CLI's --point alone)
         row = {"box_dsc": dice(box_mask := segmenter.predict(box=box)[0][0], target),
                "box_nsd": nsd(box_mask, target, (1.0, 1.0)), "one_click_dsc": dice(alone, target)}
         for key, brush in (("clicks_dsc", True), ("clicks_no_brush_dsc", False)):
@@ -157,14 +165,16 @@ def run(models: list[str], data: Path, threads: int, clicks: int, rounds: int, q
 
 
 def table(result: dict) -> str:
-    lines = ["| model | decoder MB | box ms ORT / OV | click ms ORT / OV | 2D box DSC / NSD | one click DSC | "
-             "+5 clicks | +5 clicks, no brush | 3D DSC | CLI liver s (wall / after start-up) / Dice | s per 100 slices |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | decoder MB | box ms ORT / OV | click ms ORT / OV | refiner ms ORT / OV | 2D box DSC / NSD | "
+             "one click DSC | +5 clicks | +5 clicks, no brush | 3D DSC | CLI liver s (wall / after start-up) / Dice | "
+             "s per 100 slices |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
         two_d, ort, ov = row["accuracy"]["2d"], row["onnxruntime"], row["openvino"]
         cli, fine = row.get("cli_liver", {}), row.get("per_100_slices", {})
         lines.append(f"| {row['model']} | {row['decoder_mb']} | {ort['box_ms']} / {ov['box_ms']} | {ort['click_ms']} / "
-                     f"{ov['click_ms']} | {two_d['box_dsc']} / {two_d['box_nsd']} | {two_d['one_click_dsc']} | "
+                     f"{ov['click_ms']} | {ort.get('refiner_ms', '-')} / {ov.get('refiner_ms', '-')} | "
+                     f"{two_d['box_dsc']} / {two_d['box_nsd']} | {two_d['one_click_dsc']} | "
                      f"{two_d['clicks_dsc']} | {two_d['clicks_no_brush_dsc']} | {row['accuracy']['3d_dsc']} | "
                      f"{cli.get('wall_s')} / {cli.get('segmentation_s')} / {cli.get('dice')} | {fine.get('s_per_100_slices')} |")
     modalities = sorted({m for row in result["rows"] for m in row["accuracy"]["per_modality"]})

@@ -53,7 +53,7 @@ def object_scores(segmenter: Segmenter, box: np.ndarray, truth: np.ndarray, clic
     scores = {"dsc": dice(mask, truth), "nsd": nsd(mask, truth, (1.0, 1.0))}
     if clicks:
         x, y = centre_click(truth)
-        scores["one_click_dsc"] = dice(segmenter.predict(points=[[x, y]], labels=[1])[0][0], truth)
+        scores["one_click_dsc"] = dice(Correction(segmenter).click(x, y), truth)
         for key, brush in (("clicks_dsc", True), ("clicks_no_brush_dsc", False)):
             correction = Correction(segmenter, box, use_brush=brush)
             scores[key] = dice(protocol_clicks(correction, truth, clicks)[-1], truth)

@@ -106,6 +106,7 @@ class Correction:
     Every click is sent with all clicks so far, the box and the previous logits (asked once more from its own
     answer when that ignores the click); what the answer changes is kept where it reaches the click only
     (``local_update``), and an answer that still ignores the click gives way to the click's ``brush`` stroke.
+    A bundle that ships a click refiner (``imis_lite.refiner``) answers every click with it instead.
     """
 
     def __init__(self, segmenter: Segmenter, box: np.ndarray | list | tuple | None = None,
@@ -126,6 +127,8 @@ class Correction:
         """Add one click (pixels of the image, x = column) and return the corrected mask."""
         self.points.append((float(x), float(y)))
         self.labels.append(int(foreground))
+        if self.segmenter.refiner is not None:
+            return self._refine(x, y, foreground)
         masks, scores, logits = self.segmenter.predict(
             box=self.box, points=self.points, labels=self.labels, mask_input=self.logits)
         if self.mask is not None and ignores_click(masks[0], x, y, foreground):  # once more, from its own answer
@@ -142,6 +145,22 @@ class Correction:
         self.score, self.logits = float(scores[0]), logits[0]
         return self.mask
 
+    def _refine(self, x: float, y: float, foreground: bool) -> np.ndarray:
+        """The bundle's click refiner answers from the previous logits: its whole answer is taken (it was
+        trained to change what the clicks ask and keep the rest); one that still leaves the clicked pixel on
+        the wrong side gives way to the click's brush stroke. A first click without a box starts from the
+        decoder's answer to it, as the refiner was trained. The refiner gives no IoU estimate: ``score`` stays
+        the last decoder answer's."""
+        if self.logits is None:
+            _, scores, logits = self.segmenter.predict(points=self.points, labels=self.labels)
+            self.score, self.logits = float(scores[0]), logits[0]
+        proposed, self.logits = self.segmenter.refine(self.points, self.labels, self.logits, self.box)
+        if self.mask is not None and ignores_click(proposed, x, y, foreground) and self.use_brush:
+            self.mask = brush(self.mask, grey_levels(self.segmenter.image), x, y, foreground)
+        else:
+            self.mask = proposed
+        return self.mask
+
 
 def correct(segmenter: Segmenter, box: np.ndarray | list | tuple | None, clicks: list[tuple[float, float, int]],
             prior: np.ndarray | None = None) -> Correction:
@@ -156,11 +175,13 @@ def correct(segmenter: Segmenter, box: np.ndarray | list | tuple | None, clicks:
 
 def protocol_clicks(correction: Correction, truth: np.ndarray, clicks: int) -> list[np.ndarray]:
     """The mask after each of ``clicks`` corrective clicks placed as the benchmark places them (``next_click``:
-    the centre of the largest error against ``truth``, (H, W) bool); a perfect mask takes no more clicks."""
+    the centre of the largest error against ``truth``, (H, W) bool; without a mask yet, the object's centre
+    first); a perfect mask takes no more clicks."""
     masks = []
     for _ in range(clicks):
-        click = next_click(correction.mask, truth)
+        click = next_click(np.zeros_like(truth) if correction.mask is None else correction.mask, truth)
         if click is not None:
-            correction.click(*click)
-        masks.append(correction.mask)
+            x, y, label = click
+            correction.click(x, y, bool(label))
+        masks.append(np.zeros_like(truth) if correction.mask is None else correction.mask)
     return masks

@@ -16,6 +16,7 @@ from .geometry import ResizeLongestSide
 from .options import DEFAULT_ARITHMETIC, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION, checked_run_options
 from .preprocess import encoder_input
 from .prompts import PromptEncoder
+from .refiner import refiner_inputs
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class LoadedModel:
     decoder: Engine
     engine: str
     precision: str
+    refiner: Engine | None = None  # the bundle's click refiner (``imis_lite.refiner``), when it ships one
 
 
 def load_model(
@@ -60,8 +62,10 @@ def load_model(
     variant = bundle.variant(engine, precision)
     paths = {role: [bundle.verified_path(f) for f in files] for role, files in variant.items()}
     prompt_encoder = PromptEncoder.from_npz(bundle.verified_path(bundle.manifest["prompt_encoder"]))
+    refiner = bundle.manifest.get("refiner")
     return LoadedModel(bundle, prompt_encoder, create_engine(engine, paths["encoder"][0], device, threads, arithmetic),
-                       create_engine(engine, paths["decoder"][0], device, threads, arithmetic), engine, precision)
+                       create_engine(engine, paths["decoder"][0], device, threads, arithmetic), engine, precision,
+                       None if refiner is None else create_engine(engine, bundle.verified_path(refiner), device, threads, arithmetic))
 
 
 class Segmenter:
@@ -91,6 +95,7 @@ class Segmenter:
         self.prompt_encoder = loaded.prompt_encoder
         self.encoder: Engine = loaded.encoder
         self.decoder: Engine = loaded.decoder
+        self.refiner: Engine | None = loaded.refiner
         self.engine, self.precision = loaded.engine, loaded.precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
         self._cache: EmbeddingCache[_Embedded] = EmbeddingCache(self._encode, cache_bytes)
@@ -144,6 +149,11 @@ class Segmenter:
         self._require_image()
         assert self._image is not None  # set with the embedding
         return self._image
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """(1, C, h, w) encoder output of the current image."""
+        return self._require_image().embedding
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -200,6 +210,25 @@ class Segmenter:
         if not batched:
             return result_masks[0], scores[0], low_res[0]
         return result_masks, scores, low_res
+
+    def refine(self, points: np.ndarray | list, labels: np.ndarray | list, previous_logits: np.ndarray,
+               box: np.ndarray | list | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mask (H, W) bool, low-res logits (L, L)) of the bundle's click refiner for one object: all clicks so
+        far (points (K, 2) x, y pixels of the image, labels (K,) 1 = foreground), the previous answer's low-res
+        logits (L, L) (``predict``'s, or an earlier ``refine``'s) and the object's box, if any. Needs
+        ``self.refiner``."""
+        if self.refiner is None:
+            raise PromptError(f"model '{self.bundle.name}' ships no click refiner")
+        current = self._require_image()
+        geometry, size = current.geometry, self.bundle.low_res_size
+        boxes, point_xy, point_labels, _, _ = self._normalise(box, points, labels, None, geometry.shape)
+        previous = np.asarray(previous_logits, np.float32)
+        image, _ = encoder_input(self.image, self.bundle.input_size)
+        scale = size / self.bundle.input_size
+        inputs = refiner_inputs(image, current.embedding, previous, geometry.apply_coords(point_xy[0]) * scale,
+                                point_labels[0], None if boxes is None else geometry.apply_boxes(boxes)[0] * scale)
+        logits = self.refiner.run(inputs)["logits"][0, 0]
+        return self.image_logits(logits) > self.mask_threshold, logits
 
     def image_logits(self, low_res_logits: np.ndarray) -> np.ndarray:
         """``predict``'s low-res logits (..., L, L) brought to the current image, (..., H, W): a soft mask."""

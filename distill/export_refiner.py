@@ -1,0 +1,141 @@
+"""Install a trained click refiner (``distill.train_refiner``) into a bundle: refiner.onnx, manifest, model card.
+
+    python -m imis_lite.distill.export_refiner --run runs/refiner --bundle weights/effvit-s-hr
+
+The ONNX file is checked against the PyTorch network before anything is written (largest logit difference
+and mask agreement on seeded inputs); both engines read it (OpenVINO compiles ONNX directly). The manifest
+names it (``refiner``) with its sha256, and records the run's training and validation; the model card gets
+the commands that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imis_lite.bundle import MANIFEST, load_bundle
+from imis_lite.engines import create_engine
+from imis_lite.refiner import refiner_inputs
+
+from .bundle_writer import rewrite_manifest
+from .refiner_net import ClickRefinerNet
+
+log = logging.getLogger("imis_lite.distill")
+
+REFINER = "refiner.onnx"
+INPUTS = ("image", "embedding", "previous", "clicks", "box")
+SECTION = "## Click refiner (corrective clicks and a first click)"
+#: the exported file must draw the same masks as the network (threshold 0) on this share of pixels
+PARITY_AGREEMENT = 0.999
+
+
+def trained_refiner(run: Path) -> ClickRefinerNet:
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    net = ClickRefinerNet(**state["config"])
+    net.load_state_dict(state["net"])
+    return net.eval()
+
+
+def parity_inputs(embedding_shape: tuple[int, ...], size: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Seeded inputs of the refiner's shapes: random images, embeddings and prior logits, a few clicks, a box."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for with_box in (True, False):
+        points = rng.uniform(0, size - 1, (3, 2))
+        feeds.append(refiner_inputs(rng.random((1, 3, size, size)), rng.normal(0, 1, (1, *embedding_shape)),
+                                    rng.normal(0, 6, (size, size)), points, np.array([1, 0, 1]),
+                                    np.array([20, 30, 180, 200]) if with_box else None))
+    return feeds
+
+
+def export(net: ClickRefinerNet, path: Path, embedding_shape: tuple[int, ...], size: int) -> dict:
+    """Write the ONNX file and return its parity against the network."""
+    feeds = parity_inputs(embedding_shape, size)
+    example = tuple(torch.from_numpy(feeds[0][name]) for name in INPUTS)
+    torch.onnx.export(net, example, str(path), input_names=list(INPUTS), output_names=["logits"], opset_version=17,
+                      dynamo=False, do_constant_folding=True)
+    engine = create_engine("onnxruntime", path, threads=2)
+    differences, agreements = [], []
+    for feed in feeds:
+        with torch.no_grad():
+            expected = net(*(torch.from_numpy(feed[name]) for name in INPUTS)).numpy()
+        answer = engine.run(feed)["logits"]
+        differences.append(float(np.abs(answer - expected).max()))
+        agreements.append(float(((answer > 0) == (expected > 0)).mean()))
+    parity = {"max_logit_difference": round(max(differences), 6), "mask_agreement": round(min(agreements), 6)}
+    if parity["mask_agreement"] < PARITY_AGREEMENT:
+        raise SystemExit(f"the exported refiner disagrees with the network: {parity}")
+    return parity
+
+
+def run_record(run: Path, parity: dict) -> dict:
+    config = json.loads((run / "config.json").read_text())
+    log_rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    validations = [row for row in log_rows if "validation" in row]
+    return {"run": str(run), "steps": log_rows[-1]["step"], "hours": round(log_rows[-1]["elapsed_s"] / 3600, 2),
+            "parameters": config["parameters"], "net": config["net"], "data": config["data_meta"],
+            "training": {key: config[key] for key in ("batch", "rounds", "first_click_share", "lr", "seed")},
+            "validation": validations[-1]["validation"] if validations else None, "parity": parity}
+
+
+def card_section(record: dict, bundle: str) -> str:
+    data, training = record["data"], record["training"]
+    validation = record["validation"] or {}
+    return (f"{SECTION}\n\n"
+            f"`{REFINER}` ({record['parameters']} parameters) answers clicks: it starts from the previous answer's logits "
+            "and draws a change from the image, discs around the clicks, the box and the embedding "
+            "(`imis_lite/refiner.py`). Trained on the corpus label maps of the cache below, never on ../shared/data: "
+            f"{data['train_rows']} training rows (boxes jittered by up to {data['box_jitter']} px, answered by this "
+            f"bundle's own decoder), {record['steps']} steps, batch {training['batch']}, {training['rounds']} rounds, "
+            f"first-click share {training['first_click_share']}, {record['hours']} h.\n\n"
+            f"Held-out rows ({validation.get('objects')}): Dice after the box and each click "
+            f"{validation.get('box_then_clicks')}; after a first click at the centre and each click "
+            f"{validation.get('first_click_then_clicks')}. Parity of the ONNX file: {record['parity']}.\n\n"
+            "```bash\n"
+            f"python -m imis_lite.distill.refiner_data --cache {data['cache']} --max-views {data['views']} "
+            f"--bundle {bundle} --out <data> --jitters {data['jitters']} --seed {data['seed']}\n"
+            f"python -m imis_lite.distill.train_refiner --cache {data['cache']} --data <data> --out <run> "
+            f"--steps {record['steps']} --batch {training['batch']} --rounds {training['rounds']} "
+            f"--first-click-share {training['first_click_share']} --lr {training['lr']} --seed {training['seed']}\n"
+            f"python -m imis_lite.distill.export_refiner --run <run> --bundle weights/{bundle}\n"
+            "```\n")
+
+
+def install(run: Path, bundle_folder: Path) -> dict:
+    bundle = load_bundle(str(bundle_folder))
+    net = trained_refiner(run)
+    with tempfile.TemporaryDirectory() as staging:
+        staged = Path(staging) / REFINER
+        parity = export(net, staged, bundle.embedding_shape, bundle.low_res_size)
+        staged.replace(bundle_folder / REFINER)
+    record = run_record(run, parity)
+    manifest = json.loads((bundle_folder / MANIFEST).read_text())
+    manifest["refiner"] = REFINER
+    manifest["refiner_training"] = record
+    card = bundle_folder / "MODEL_CARD.md"
+    text = card.read_text().split(SECTION)[0].rstrip() + "\n\n" if card.is_file() else f"# {manifest['name']}\n\n"
+    card.write_text(text + card_section(record, manifest["name"]))  # before the manifest, which hashes it
+    rewrite_manifest(bundle_folder, manifest)
+    log.info("installed %s into %s: %s", REFINER, bundle_folder, parity)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="folder written by distill.train_refiner")
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder to install into")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    install(args.run, args.bundle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

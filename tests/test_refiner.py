@@ -1,0 +1,109 @@
+"""The click refiner: its inputs mark the clicks where they were made, an untrained one changes nothing, its
+training resumes and logs both click curves, and an installed one answers clicks in the runtime."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from imis_lite.distill import export_refiner, refiner_data, train_refiner
+from imis_lite.distill.refiner_net import ClickRefinerNet
+
+from imis_lite import Segmenter
+from imis_lite.bundle import sha256_of, shipped_weights_dir
+from imis_lite.corrections import Correction
+from imis_lite.errors import PromptError
+from imis_lite.refiner import CLICK_RADIUS, PRIOR_LIMIT, box_map, click_maps
+
+DISC_PIXELS = 81  # pixels within radius 5 of a pixel centre
+
+
+def test_each_click_is_a_disc_on_its_own_map_at_x_column_y_row():
+    maps = click_maps(np.array([[10, 40], [50, 2]]), np.array([1, 0]), 64)
+    assert CLICK_RADIUS == 5
+    assert maps[0, 40, 10] == 1 and maps[0, 10, 40] == 0 and maps[0].sum() == DISC_PIXELS
+    assert maps[1, 2, 50] == 1 and maps[0, 2, 50] == 0 and maps[1].sum() < DISC_PIXELS  # cut by the top edge
+    assert not click_maps(np.zeros((0, 2)), np.zeros(0), 8).any()
+
+
+def test_the_box_map_covers_its_corners_inclusive_and_nothing_without_a_box():
+    inside = box_map(np.array([2, 3, 5, 4]), 8)[0]
+    assert inside.sum() == 4 * 2 and inside[3, 2] == 1 and inside[4, 5] == 1 and inside[5, 5] == 0
+    assert not box_map(None, 8).any()
+
+
+def test_an_untrained_refiner_gives_back_the_previous_answer_clipped():
+    net = ClickRefinerNet(embedding_channels=8).eval()
+    previous = torch.linspace(-20, 20, 64 * 64).reshape(1, 1, 64, 64)
+    clicks = torch.from_numpy(click_maps(np.array([[30, 30]]), np.array([1]), 64))[None]
+    with torch.no_grad():
+        answer = net(torch.rand(1, 3, 64, 64), torch.rand(1, 8, 16, 16), previous, clicks, torch.zeros(1, 1, 64, 64))
+    assert torch.equal(answer, previous.clamp(-PRIOR_LIMIT, PRIOR_LIMIT))
+
+
+@pytest.fixture(scope="module")
+def refiner_run(tiny_cache, tmp_path_factory):
+    data, run = tmp_path_factory.mktemp("refiner-data"), tmp_path_factory.mktemp("refiner")
+    assert refiner_data.main(["--cache", str(tiny_cache.folder), "--bundle", "effvit-s-hr", "--out", str(data),
+                              "--jitters", "1"]) == 0
+    args = ["--cache", str(tiny_cache.folder), "--data", str(data), "--out", str(run), "--batch", "2", "--rounds", "2",
+            "--log-every", "1", "--validate-every", "3", "--lr", "0.01", "--threads", "2"]
+    assert train_refiner.main([*args, "--steps", "2"]) == 0
+    assert train_refiner.main([*args, "--steps", "3"]) == 0  # resumes from last.pt
+    return data, run
+
+
+def test_refiner_data_holds_the_bundles_box_answer_for_every_object(refiner_run, tiny_cache):
+    data, _ = refiner_run
+    rows, boxes = np.load(data / "rows.npy"), np.load(data / "boxes.npy")
+    logits = np.load(data / "logits.npy")
+    assert len(rows) == len(boxes) == len(logits) > 0 and set(rows[:, 2]) <= {0, 1}
+    view, label, _ = rows[0]
+    segmenter = Segmenter("effvit-s-hr", engine="onnxruntime", threads=2)
+    segmenter.set_image(tiny_cache["images"][view].transpose(1, 2, 0))
+    assert np.abs(segmenter.predict(box=boxes[0])[2][0] - logits[0].astype(np.float32)).max() < 0.05  # float16 stored
+    truth = tiny_cache["masks"][view] == label
+    ys, xs = np.nonzero(truth)
+    assert np.abs(boxes[0] - [xs.min(), ys.min(), xs.max(), ys.max()]).max() <= refiner_data.BOX_JITTER
+    x, y = np.load(data / "clicks.npy")[0]
+    assert truth[int(y), int(x)]  # the first click lies on the object
+    answer = segmenter.predict(points=[[x, y]], labels=[1])[2][0]
+    assert np.abs(answer - np.load(data / "click_logits.npy")[0].astype(np.float32)).max() < 0.05
+
+
+def test_refiner_training_resumes_and_logs_both_click_curves(refiner_run):
+    _, run = refiner_run
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3]
+    validation = lines[-1]["validation"]
+    assert len(validation["box_then_clicks"]) == 3 and len(validation["first_click_then_clicks"]) == 3
+    assert all(0 <= v <= 1 for v in validation["box_then_clicks"] + validation["first_click_then_clicks"])
+
+
+def test_an_installed_refiner_answers_clicks_and_a_bundle_without_one_refuses(refiner_run, tmp_path):
+    _, run = refiner_run
+    bundle = tmp_path / "effvit-s-hr"
+    shutil.copytree(shipped_weights_dir() / "effvit-s-hr", bundle)
+    assert export_refiner.main(["--run", str(run), "--bundle", str(bundle)]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["files"]["refiner.onnx"]["sha256"] == sha256_of(bundle / "refiner.onnx")
+    assert manifest["refiner_training"]["steps"] == 3 and manifest["refiner_training"]["parity"]["mask_agreement"] >= 0.999
+    assert "export_refiner --run" in (bundle / "MODEL_CARD.md").read_text()
+    image = np.zeros((200, 300), np.uint8)
+    image[60:140, 100:220] = 200  # a bright block, wider than tall
+    for engine in ("onnxruntime", "openvino"):
+        segmenter = Segmenter(str(bundle), engine=engine, threads=2)
+        segmenter.set_image(image)
+        correction = Correction(segmenter, box=[100, 60, 219, 139])
+        before = correction.logits.copy()
+        correction.click(160, 100)
+        assert correction.logits.shape == before.shape and not np.array_equal(correction.logits, before)
+        first = Correction(segmenter)
+        assert first.click(160, 100).shape == image.shape and first.logits is not None
+    plain = Segmenter(str(shipped_weights_dir() / "litemedsam"), engine="onnxruntime", threads=2)
+    plain.set_image(image)
+    with pytest.raises(PromptError, match="no click refiner"):
+        plain.refine([[160, 100]], [1], np.zeros((256, 256), np.float32))
