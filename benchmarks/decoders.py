@@ -49,9 +49,9 @@ def decoder_ms(segmenter: Segmenter, image: np.ndarray, box: np.ndarray, rounds:
     prompts: dict[str, Callable[[], object]] = {
         "box_ms": lambda: segmenter.predict(box=box),
         "click_ms": lambda: segmenter.predict(points=click, labels=np.ones(1))}
-    if segmenter.refiner is not None:
+    if segmenter.click_refiner is not None:
         previous = segmenter.predict(box=box)[2][0]
-        prompts["refiner_ms"] = lambda: segmenter.refine(click, np.ones(1), previous, box)
+        prompts["click_refiner_ms"] = lambda: segmenter.refine_clicks(click, np.ones(1), previous, box)
     times: dict[str, list[float]] = {key: [] for key in prompts}
     for round_index in range(rounds + 1):
         for key, prompt in prompts.items():
@@ -165,7 +165,7 @@ def run(models: list[str], data: Path, threads: int, clicks: int, rounds: int, q
 
 
 def table(result: dict) -> str:
-    lines = ["| model | decoder MB | box ms ORT / OV | click ms ORT / OV | refiner ms ORT / OV | 2D box DSC / NSD | "
+    lines = ["| model | decoder MB | box ms ORT / OV | click ms ORT / OV | click refiner ms ORT / OV | 2D box DSC / NSD | "
              "one click DSC | +5 clicks | +5 clicks, no brush | 3D DSC | CLI liver s (wall / after start-up) / Dice | "
              "s per 100 slices |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -173,7 +173,7 @@ def table(result: dict) -> str:
         two_d, ort, ov = row["accuracy"]["2d"], row["onnxruntime"], row["openvino"]
         cli, fine = row.get("cli_liver", {}), row.get("per_100_slices", {})
         lines.append(f"| {row['model']} | {row['decoder_mb']} | {ort['box_ms']} / {ov['box_ms']} | {ort['click_ms']} / "
-                     f"{ov['click_ms']} | {ort.get('refiner_ms', '-')} / {ov.get('refiner_ms', '-')} | "
+                     f"{ov['click_ms']} | {ort.get('click_refiner_ms', '-')} / {ov.get('click_refiner_ms', '-')} | "
                      f"{two_d['box_dsc']} / {two_d['box_nsd']} | {two_d['one_click_dsc']} | "
                      f"{two_d['clicks_dsc']} | {two_d['clicks_no_brush_dsc']} | {row['accuracy']['3d_dsc']} | "
                      f"{cli.get('wall_s')} / {cli.get('segmentation_s')} / {cli.get('dice')} | {fine.get('s_per_100_slices')} |")

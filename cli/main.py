@@ -193,9 +193,10 @@ def info(input_path: Path, volume: int | None, series: str | None) -> None:
               help="Slice z for a 2D box on a volume: once for all boxes, or once per --box in order.")
 @click.option("--point", "points", multiple=True, callback=parse_numbers,
               help="Foreground click x y [z]; with a 3D box, on any slice of its z-range. Clicks correct the box's "
-                   "mask one by one (--point ones first, in order), each changing it near itself only; when the "
-                   "model will not give the clicked pixel that side, the click strokes the pixels of its grey level "
-                   "around it, up to the mask's edge.")
+                   "mask one by one (--point ones first, in order), each changing it near itself only (without a "
+                   "box, the model's click refiner answers them, where it ships one); when the model will not give "
+                   "the clicked pixel that side, the click strokes the pixels of its grey level around it, up to the "
+                   "mask's edge.")
 @click.option("--neg-point", "neg_points", multiple=True, callback=parse_numbers,
               help="Background click x y [z]; with a 3D box, on any slice of its z-range.")
 @click.option("--prompts", "prompt_file", type=click.Path(path_type=Path), default=None,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bundle import DEFAULT_MODEL, Bundle, load_bundle
+from .click_refiner import refiner_inputs
 from .embedding_cache import EmbeddingCache
 from .engines import Engine, create_engine
 from .errors import ImageError, PromptError
@@ -16,7 +17,6 @@ from .geometry import ResizeLongestSide
 from .options import DEFAULT_ARITHMETIC, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION, checked_run_options
 from .preprocess import encoder_input
 from .prompts import PromptEncoder
-from .refiner import refiner_inputs
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class LoadedModel:
     decoder: Engine
     engine: str
     precision: str
-    refiner: Engine | None = None  # the bundle's click refiner (``imis_lite.refiner``), when it ships one
+    click_refiner: Engine | None = None  # the bundle's click refiner (``imis_lite.click_refiner``), when it ships one
 
 
 def load_model(
@@ -62,10 +62,12 @@ def load_model(
     variant = bundle.variant(engine, precision)
     paths = {role: [bundle.verified_path(f) for f in files] for role, files in variant.items()}
     prompt_encoder = PromptEncoder.from_npz(bundle.verified_path(bundle.manifest["prompt_encoder"]))
-    refiner = bundle.manifest.get("refiner")
+    refiner_file = bundle.manifest.get("click_refiner")
+    click_refiner = None if refiner_file is None else create_engine(
+        engine, bundle.verified_path(refiner_file), device, threads, arithmetic)
     return LoadedModel(bundle, prompt_encoder, create_engine(engine, paths["encoder"][0], device, threads, arithmetic),
                        create_engine(engine, paths["decoder"][0], device, threads, arithmetic), engine, precision,
-                       None if refiner is None else create_engine(engine, bundle.verified_path(refiner), device, threads, arithmetic))
+                       click_refiner)
 
 
 class Segmenter:
@@ -95,7 +97,7 @@ class Segmenter:
         self.prompt_encoder = loaded.prompt_encoder
         self.encoder: Engine = loaded.encoder
         self.decoder: Engine = loaded.decoder
-        self.refiner: Engine | None = loaded.refiner
+        self.click_refiner: Engine | None = loaded.click_refiner
         self.engine, self.precision = loaded.engine, loaded.precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
         self._cache: EmbeddingCache[_Embedded] = EmbeddingCache(self._encode, cache_bytes)
@@ -211,13 +213,13 @@ class Segmenter:
             return result_masks[0], scores[0], low_res[0]
         return result_masks, scores, low_res
 
-    def refine(self, points: np.ndarray | list, labels: np.ndarray | list, previous_logits: np.ndarray,
+    def refine_clicks(self, points: np.ndarray | list, labels: np.ndarray | list, previous_logits: np.ndarray,
                box: np.ndarray | list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mask (H, W) bool, low-res logits (L, L)) of the bundle's click refiner for one object: all clicks so
         far (points (K, 2) x, y pixels of the image, labels (K,) 1 = foreground), the previous answer's low-res
         logits (L, L) (``predict``'s, or an earlier ``refine``'s) and the object's box, if any. Needs
-        ``self.refiner``."""
-        if self.refiner is None:
+        ``self.click_refiner``."""
+        if self.click_refiner is None:
             raise PromptError(f"model '{self.bundle.name}' ships no click refiner")
         current = self._require_image()
         geometry, size = current.geometry, self.bundle.low_res_size
@@ -227,7 +229,7 @@ class Segmenter:
         scale = size / self.bundle.input_size
         inputs = refiner_inputs(image, current.embedding, previous, geometry.apply_coords(point_xy[0]) * scale,
                                 point_labels[0], None if boxes is None else geometry.apply_boxes(boxes)[0] * scale)
-        logits = self.refiner.run(inputs)["logits"][0, 0]
+        logits = self.click_refiner.run(inputs)["logits"][0, 0]
         return self.image_logits(logits) > self.mask_threshold, logits
 
     def image_logits(self, low_res_logits: np.ndarray) -> np.ndarray:

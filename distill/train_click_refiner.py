@@ -1,9 +1,9 @@
-"""Train the click refiner (``imis_lite.refiner``) on simulated corrective clicks against the corpus label maps.
+"""Train the click refiner (``imis_lite.click_refiner``) on simulated corrective clicks against the corpus label maps.
 
-    python -m imis_lite.distill.train_refiner --cache runs/cache-v2 --data runs/refiner-data --out runs/refiner
+    python -m imis_lite.distill.train_click_refiner --cache runs/cache-v2 --data runs/refiner-data --out runs/refiner
 
 Each step plays one interaction per object, as the runtime does: the shipped decoder's answer to a jittered box
-(``distill.refiner_data``), then clicks at the centre of the largest error (``protocol.next_click``); or, for
+(``distill.click_refiner_data``), then clicks at the centre of the largest error (``protocol.next_click``); or, for
 ``--first-click-share`` of the steps, the decoder's answer to one click inside the object, which the refiner
 takes as its first round, then corrective clicks. Each click is answered by the refiner from its own previous
 answer. One round, drawn at random, is graded (BCE + soft Dice against the label map); earlier rounds run
@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imis_lite.click_refiner import box_map, click_maps
 from imis_lite.metrics import dice
 from imis_lite.protocol import centre_click, next_click
-from imis_lite.refiner import box_map, click_maps
 
-from .refiner_net import ClickRefinerNet
+from .click_refiner_net import ClickRefinerNet
 from .teacher_cache import TeacherCache
 from .train_interactive import mask_loss
 
@@ -169,15 +169,15 @@ def train(args: argparse.Namespace) -> Path:
         if step % args.checkpoint_every == 0 or step == args.steps:
             state = {"net": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                      "elapsed_s": time.time() - started, "config": net.config}
-            torch.save(state, args.out / "last.tmp")
-            os.replace(args.out / "last.tmp", checkpoint)
+            torch.save(state, checkpoint.with_suffix(".tmp"))
+            os.replace(checkpoint.with_suffix(".tmp"), checkpoint)
     return checkpoint
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, required=True, help="the teacher cache refiner_data read")
-    parser.add_argument("--data", type=Path, required=True, help="folder written by distill.refiner_data")
+    parser.add_argument("--data", type=Path, required=True, help="folder written by distill.click_refiner_data")
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by export_refiner), log.jsonl")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=16)

@@ -4,7 +4,7 @@ SAM's decoder redraws the whole mask from 64x64 image tokens on every click, so 
 loses that answer's detail while it adds the click (docs/experiments.md). The refiner instead starts from the
 previous logits and adds a change: it reads the model-frame image, the previous logits, discs around the clicks
 so far, the box (if any) and the image embedding, and answers new logits in the same 256x256 frame
-(``distill.train_refiner`` trains it on simulated corrective clicks against the corpus label maps). A first
+(``distill.train_click_refiner`` trains it on simulated corrective clicks against the corpus label maps). A first
 click without a box starts from the decoder's answer to that click, as the refiner was trained. A bundle that
 ships one names it in its manifest (``refiner``); its inputs are made here, the same for training and run time.
 """
@@ -30,12 +30,13 @@ def click_maps(points: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
 
 
 def box_map(box: np.ndarray | None, size: int) -> np.ndarray:
-    """(1, size, size) float32: 1 inside the box (x0 y0 x1 y1, model-frame pixels, corners inclusive), all 0
-    without one."""
+    """(1, size, size) float32: 1 inside the box (x0 y0 x1 y1, model-frame pixels, corners inclusive); without
+    a box the whole frame is inside, as nothing bounds the object (all 0 would read as "outside the box")."""
+    if box is None:
+        return np.ones((1, size, size), np.float32)
     inside = np.zeros((1, size, size), np.float32)
-    if box is not None:
-        x0, y0, x1, y1 = np.clip(np.round(np.asarray(box, np.float64)), 0, size - 1).astype(int)
-        inside[0, y0:y1 + 1, x0:x1 + 1] = 1.0
+    x0, y0, x1, y1 = np.clip(np.round(np.asarray(box, np.float64)), 0, size - 1).astype(int)
+    inside[0, y0:y1 + 1, x0:x1 + 1] = 1.0
     return inside
 
 

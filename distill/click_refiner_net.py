@@ -1,4 +1,4 @@
-"""The click refiner's network (``imis_lite.refiner`` says what it is for and how the runtime feeds it).
+"""The click refiner's network (``imis_lite.click_refiner`` says what it is for and how the runtime feeds it).
 
 It works at 128 and 64 pixels of the 256 model frame and reads the image embedding at 64, so a click costs a
 fraction of a SAM decoder pass; its output is the clipped previous logits plus a change it draws, the change's
@@ -11,15 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imis_lite.refiner import PRIOR_LIMIT
+from imis_lite.click_refiner import PRIOR_LIMIT
 
 #: image (3) + previous logits (1) + foreground and background click discs (2) + box (1)
 INPUT_CHANNELS = 7
-
-
-def _conv(inputs: int, outputs: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inputs, outputs, 3, stride, padding=dilation, dilation=dilation, bias=False),
-                         nn.BatchNorm2d(outputs), nn.ReLU(inplace=True))
+#: channels per GroupNorm group. GroupNorm, not BatchNorm: the two episode kinds differ in their box input, and
+#: BatchNorm's running statistics followed whichever kind the last steps drew (docs/experiments.md)
+GROUP_CHANNELS = 8
 
 
 class ClickRefinerNet(nn.Module):
@@ -28,13 +26,19 @@ class ClickRefinerNet(nn.Module):
         super().__init__()
         self.config = {"width": width, "depth_width": depth_width, "embedding_width": embedding_width,
                        "embedding_channels": embedding_channels}
-        self.down = nn.Sequential(_conv(INPUT_CHANNELS, width, stride=2), _conv(width, width))  # 128
-        self.down_again = _conv(width, 32, stride=2)  # 64
+
+        def conv(inputs: int, outputs: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(inputs, outputs, 3, stride, padding=dilation, dilation=dilation, bias=False),
+                                 nn.GroupNorm(outputs // GROUP_CHANNELS, outputs), nn.ReLU(inplace=True))
+
+        self.down = nn.Sequential(conv(INPUT_CHANNELS, width, stride=2), conv(width, width))  # 128
+        self.down_again = conv(width, 32, stride=2)  # 64
         self.project = nn.Sequential(nn.Conv2d(embedding_channels, embedding_width, 1), nn.ReLU(inplace=True))
-        self.context = nn.Sequential(_conv(32 + embedding_width, depth_width),
-                                     _conv(depth_width, depth_width, dilation=2),
-                                     _conv(depth_width, depth_width, dilation=4))
-        self.up = _conv(depth_width + width, width)  # 128
+        self.context = nn.Sequential(conv(32 + embedding_width, depth_width),
+                                     conv(depth_width, depth_width, dilation=2),
+                                     conv(depth_width, depth_width, dilation=4),
+                                     conv(depth_width, depth_width, dilation=8))  # reaches ~120 px of 256
+        self.up = conv(depth_width + width, width)  # 128
         self.head = nn.Conv2d(width, 1, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

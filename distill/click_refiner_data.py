@@ -2,7 +2,7 @@
 shipped decoder's answers to a box and to one click inside the object (where a first click without a box
 starts), so the refiner learns to correct the errors the runtime really makes.
 
-    python -m imis_lite.distill.refiner_data --cache runs/cache-v2 --max-views 1159 --bundle effvit-s-hr \\
+    python -m imis_lite.distill.click_refiner_data --cache runs/cache-v2 --max-views 1159 --bundle effvit-s-hr \\
         --out runs/refiner-data
 
 Training views get ``--jitters`` boxes per object, jittered as users draw them, and as many clicks, drawn deeper

@@ -1,10 +1,11 @@
-"""Install a trained click refiner (``distill.train_refiner``) into a bundle: refiner.onnx, manifest, model card.
+"""Install a trained click refiner (``distill.train_click_refiner``) into a bundle: click_refiner.onnx, manifest,
+model card.
 
-    python -m imis_lite.distill.export_refiner --run runs/refiner --bundle weights/effvit-s-hr
+    python -m imis_lite.distill.export_click_refiner --run runs/refiner --bundle weights/effvit-s-hr
 
 The ONNX file is checked against the PyTorch network before anything is written (largest logit difference
 and mask agreement on seeded inputs); both engines read it (OpenVINO compiles ONNX directly). The manifest
-names it (``refiner``) with its sha256, and records the run's training and validation; the model card gets
+names it (``click_refiner``) with its sha256, and records the run's training and validation; the model card gets
 the commands that made it.
 """
 
@@ -21,15 +22,15 @@ import numpy as np
 import torch
 
 from imis_lite.bundle import MANIFEST, load_bundle
+from imis_lite.click_refiner import refiner_inputs
 from imis_lite.engines import create_engine
-from imis_lite.refiner import refiner_inputs
 
 from .bundle_writer import rewrite_manifest
-from .refiner_net import ClickRefinerNet
+from .click_refiner_net import ClickRefinerNet
 
 log = logging.getLogger("imis_lite.distill")
 
-REFINER = "refiner.onnx"
+REFINER = "click_refiner.onnx"
 INPUTS = ("image", "embedding", "previous", "clicks", "box")
 SECTION = "## Click refiner (corrective clicks and a first click)"
 #: the exported file must draw the same masks as the network (threshold 0) on this share of pixels
@@ -79,7 +80,8 @@ def run_record(run: Path, parity: dict) -> dict:
     config = json.loads((run / "config.json").read_text())
     log_rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     validations = [row for row in log_rows if "validation" in row]
-    return {"run": str(run), "steps": log_rows[-1]["step"], "hours": round(log_rows[-1]["elapsed_s"] / 3600, 2),
+    hours = max(row.get("elapsed_s", 0.0) for row in log_rows) / 3600
+    return {"run": str(run), "steps": log_rows[-1]["step"], "hours": round(hours, 2),
             "parameters": config["parameters"], "net": config["net"], "data": config["data_meta"],
             "training": {key: config[key] for key in ("batch", "rounds", "first_click_share", "lr", "seed")},
             "validation": validations[-1]["validation"] if validations else None, "parity": parity}
@@ -91,7 +93,7 @@ def card_section(record: dict, bundle: str) -> str:
     return (f"{SECTION}\n\n"
             f"`{REFINER}` ({record['parameters']} parameters) answers clicks: it starts from the previous answer's logits "
             "and draws a change from the image, discs around the clicks, the box and the embedding "
-            "(`imis_lite/refiner.py`). Trained on the corpus label maps of the cache below, never on ../shared/data: "
+            "(`imis_lite/click_refiner.py`). Trained on the corpus label maps of the cache below, never on ../shared/data: "
             f"{data['train_rows']} training rows (boxes jittered by up to {data['box_jitter']} px, answered by this "
             f"bundle's own decoder), {record['steps']} steps, batch {training['batch']}, {training['rounds']} rounds, "
             f"first-click share {training['first_click_share']}, {record['hours']} h.\n\n"
@@ -99,12 +101,12 @@ def card_section(record: dict, bundle: str) -> str:
             f"{validation.get('box_then_clicks')}; after a first click at the centre and each click "
             f"{validation.get('first_click_then_clicks')}. Parity of the ONNX file: {record['parity']}.\n\n"
             "```bash\n"
-            f"python -m imis_lite.distill.refiner_data --cache {data['cache']} --max-views {data['views']} "
+            f"python -m imis_lite.distill.click_refiner_data --cache {data['cache']} --max-views {data['views']} "
             f"--bundle {bundle} --out <data> --jitters {data['jitters']} --seed {data['seed']}\n"
-            f"python -m imis_lite.distill.train_refiner --cache {data['cache']} --data <data> --out <run> "
+            f"python -m imis_lite.distill.train_click_refiner --cache {data['cache']} --data <data> --out <run> "
             f"--steps {record['steps']} --batch {training['batch']} --rounds {training['rounds']} "
             f"--first-click-share {training['first_click_share']} --lr {training['lr']} --seed {training['seed']}\n"
-            f"python -m imis_lite.distill.export_refiner --run <run> --bundle weights/{bundle}\n"
+            f"python -m imis_lite.distill.export_click_refiner --run <run> --bundle weights/{bundle}\n"
             "```\n")
 
 
@@ -117,8 +119,8 @@ def install(run: Path, bundle_folder: Path) -> dict:
         staged.replace(bundle_folder / REFINER)
     record = run_record(run, parity)
     manifest = json.loads((bundle_folder / MANIFEST).read_text())
-    manifest["refiner"] = REFINER
-    manifest["refiner_training"] = record
+    manifest["click_refiner"] = REFINER
+    manifest["click_refiner_training"] = record
     card = bundle_folder / "MODEL_CARD.md"
     text = card.read_text().split(SECTION)[0].rstrip() + "\n\n" if card.is_file() else f"# {manifest['name']}\n\n"
     card.write_text(text + card_section(record, manifest["name"]))  # before the manifest, which hashes it
@@ -129,7 +131,7 @@ def install(run: Path, bundle_folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="folder written by distill.train_refiner")
+    parser.add_argument("--run", type=Path, required=True, help="folder written by distill.train_click_refiner")
     parser.add_argument("--bundle", type=Path, required=True, help="bundle folder to install into")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
