@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from imis_lite.protocol import centre_click, next_click
 
 from .click_refiner_net import ClickRefinerNet
 from .teacher_cache import TeacherCache
+from .train import learning_rate
 from .train_interactive import mask_loss
 
 log = logging.getLogger("imis_lite.distill")
@@ -116,12 +116,6 @@ def evaluate(net: ClickRefinerNet, data: RefinerData, rows: np.ndarray, rounds: 
             "objects": int(len(rows))}
 
 
-def learning_rate(step: int, steps: int, peak: float) -> float:
-    if step < WARMUP:
-        return peak * (step + 1) / WARMUP
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - WARMUP) / max(steps - WARMUP, 1)))
-
-
 def train(args: argparse.Namespace) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,7 +141,7 @@ def train(args: argparse.Namespace) -> Path:
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr)
+            group["lr"] = learning_rate(step, args.steps, args.lr, WARMUP)
         batch = data.batch(np.sort(rng.choice(train_rows, args.batch, replace=False)))
         first_click = bool(rng.random() < args.first_click_share)
         graded = int(rng.integers(1, args.rounds + 1))
