@@ -214,10 +214,10 @@ class Segmenter:
         return result_masks, scores, low_res
 
     def refine_clicks(self, points: np.ndarray | list, labels: np.ndarray | list, previous_logits: np.ndarray,
-               box: np.ndarray | list | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      box: np.ndarray | list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mask (H, W) bool, low-res logits (L, L)) of the bundle's click refiner for one object: all clicks so
         far (points (K, 2) x, y pixels of the image, labels (K,) 1 = foreground), the previous answer's low-res
-        logits (L, L) (``predict``'s, or an earlier ``refine``'s) and the object's box, if any. Needs
+        logits (L, L) (``predict``'s, or an earlier ``refine_clicks``') and the object's box, if any. Needs
         ``self.click_refiner``."""
         if self.click_refiner is None:
             raise PromptError(f"model '{self.bundle.name}' ships no click refiner")
