@@ -34,12 +34,14 @@ log = logging.getLogger("imis_lite.distill")
 
 #: how far (pixels of the 256 frame) a training box's corners may lie from the object's bounding box
 BOX_JITTER = 6.0
+#: every N-th image of each source is held out, as ``distill.train --validation-every`` and ``held_out`` hold out
+HELD_OUT_EVERY = 25
 
 
 def prepare(cache_folder: Path, max_views: int, bundle: str, out: Path, jitters: int, threads: int, seed: int) -> None:
     cache = TeacherCache(cache_folder)
     views = min(cache.complete, max_views or cache.complete)
-    train_views, validation_views = split_items(cache, views, 25)
+    train_views, validation_views = split_items(cache, views, HELD_OUT_EVERY)
     train_objects, held_out_objects = list_objects(cache, train_views), list_objects(cache, validation_views)
     objects = np.concatenate([np.c_[train_objects, np.zeros(len(train_objects), np.int64)],
                               np.c_[held_out_objects, np.ones(len(held_out_objects), np.int64)]])
@@ -60,10 +62,11 @@ def prepare(cache_folder: Path, max_views: int, bundle: str, out: Path, jitters:
             continue
         segmenter.set_image(image)
         embeddings[view] = segmenter.embedding[0]
+        valid_shape = content_shape(image.transpose(2, 0, 1))
         for index in np.flatnonzero(rows[:, 0] == view):
             region = cache["masks"][view] == rows[index, 1]
             jitter = 0.0 if rows[index, 2] else BOX_JITTER
-            box, point = region_prompts(region, content_shape(image.transpose(2, 0, 1)), rng, max_jitter=jitter)
+            box, point = region_prompts(region, valid_shape, rng, max_jitter=jitter)
             boxes[index] = np.r_[np.minimum(box[:2], box[2:]), np.maximum(box[:2], box[2:])]
             clicks[index] = centre_click(region) if rows[index, 2] else point
             logits[index] = segmenter.predict(box=boxes[index])[2][0]

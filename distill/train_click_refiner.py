@@ -26,20 +26,18 @@ import torch
 
 from imis_lite.click_refiner import box_map, click_maps
 from imis_lite.metrics import dice
-from imis_lite.protocol import centre_click, next_click
 
 from .click_refiner_net import ClickRefinerNet
 from .teacher_cache import TeacherCache
 from .train import learning_rate
-from .train_interactive import mask_loss
+from .train_interactive import WARMUP, corrective_click, mask_loss
 
 log = logging.getLogger("imis_lite.distill")
 
-WARMUP = 20
-
 
 class RefinerData:
-    """The cache's images and label maps beside ``refiner_data``'s embeddings, box answers and boxes."""
+    """The cache's images and label maps beside ``click_refiner_data``'s embeddings, decoder answers, boxes and
+    clicks."""
 
     def __init__(self, cache: Path, data: Path) -> None:
         self.cache = TeacherCache(cache)
@@ -70,11 +68,10 @@ def refine(net: ClickRefinerNet, batch: dict[str, np.ndarray], previous: torch.T
 
 
 def next_clicks(logits: torch.Tensor, truth: np.ndarray, clicks: list[list], threshold: float) -> None:
-    """Append each object's next protocol click (its last one again when its mask is perfect)."""
+    """Append each object's next protocol click (``train_interactive.corrective_click``)."""
     shown = (logits[:, 0] > threshold).numpy()
     for row, mask, region in zip(clicks, shown, truth):
-        click = next_click(mask, region)
-        row.append(click if click is not None else row[-1] if row else (*centre_click(region), 1))
+        row.append(corrective_click(mask, region, row))
 
 
 def play(net: ClickRefinerNet, batch: dict[str, np.ndarray], first_click: bool, rounds: int,
@@ -170,9 +167,9 @@ def train(args: argparse.Namespace) -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, required=True, help="the teacher cache refiner_data read")
+    parser.add_argument("--cache", type=Path, required=True, help="the teacher cache click_refiner_data read")
     parser.add_argument("--data", type=Path, required=True, help="folder written by distill.click_refiner_data")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by export_refiner), log.jsonl")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by export_click_refiner), log.jsonl")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="clicks per interaction")
