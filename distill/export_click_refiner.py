@@ -83,31 +83,63 @@ def run_record(run: Path, parity: dict) -> dict:
     hours = max(row.get("elapsed_s", 0.0) for row in log_rows) / 3600
     return {"run": str(run), "steps": log_rows[-1]["step"], "hours": round(hours, 2),
             "parameters": config["parameters"], "net": config["net"], "data": config["data_meta"],
-            "training": {key: config[key] for key in ("batch", "rounds", "first_click_share", "lr", "seed")},
+            "training": {key: config.get(key) for key in ("batch", "rounds", "first_click_share", "box_alone_share",
+                                                          "lr", "seed", "init")},
             "validation": validations[-1]["validation"] if validations else None, "parity": parity}
 
 
-def card_section(record: dict, bundle: str) -> str:
+def _stage_commands(record: dict, bundle: str, stage: int) -> list[str]:
+    """The commands of one run, after those of the run it started from (``continued_from``), numbered."""
     data, training = record["data"], record["training"]
+    earlier = record.get("continued_from")
+    lines = _stage_commands(earlier, bundle, stage - 1) if earlier else []
+    init = f" --init <run {stage - 1}>/last.pt" if earlier else ""
+    return lines + [
+        f"python -m imis_lite.distill.click_refiner_data --cache {data['cache']} --max-views {data['views']} "
+        f"--bundle {bundle} --out <data {stage}> --jitters {data['jitters']} --seed {data['seed']}",
+        f"python -m imis_lite.distill.train_click_refiner --cache {data['cache']} --data <data {stage}> "
+        f"--out <run {stage}> --steps {record['steps']} --batch {training['batch']} --rounds {training['rounds']} "
+        f"--first-click-share {training['first_click_share']} --box-alone-share {training.get('box_alone_share') or 0} "
+        f"--lr {training['lr']} --seed {training['seed']}{init}"]
+
+
+def _stages(record: dict) -> list[dict]:
+    earlier = record.get("continued_from")
+    return (_stages(earlier) if earlier else []) + [record]
+
+
+def card_section(record: dict, bundle: str) -> str:
+    stages = _stages(record)
     validation = record["validation"] or {}
+    training = "; ".join(
+        f"run {number}: {stage['data']['train_rows']} training rows (boxes jittered by up to "
+        f"{stage['data']['box_jitter']} px, answered by this bundle's own decoder), {stage['steps']} steps, batch "
+        f"{stage['training']['batch']}, {stage['training']['rounds']} rounds, first-click share "
+        f"{stage['training']['first_click_share']}, box-alone share {stage['training'].get('box_alone_share') or 0}, "
+        f"{stage['hours']} h" for number, stage in enumerate(stages, 1))
+    commands = "\n".join(_stage_commands(record, bundle, len(stages)))
     return (f"{SECTION}\n\n"
             f"`{REFINER}` ({record['parameters']} parameters) answers clicks: it starts from the previous answer's logits "
             "and draws a change from the image, discs around the clicks, the box and the embedding "
-            "(`imis_lite/click_refiner.py`). Trained on the corpus label maps of the cache below, never on ../shared/data: "
-            f"{data['train_rows']} training rows (boxes jittered by up to {data['box_jitter']} px, answered by this "
-            f"bundle's own decoder), {record['steps']} steps, batch {training['batch']}, {training['rounds']} rounds, "
-            f"first-click share {training['first_click_share']}, {record['hours']} h.\n\n"
+            "(`imis_lite/click_refiner.py`). Trained on the corpus label maps of the caches below, never on "
+            f"../shared/data, each run from the one before: {training}.\n\n"
             f"Held-out rows ({validation.get('objects')}): Dice after the box and each click "
             f"{validation.get('box_then_clicks')}; after a first click at the centre and each click "
-            f"{validation.get('first_click_then_clicks')}. Parity of the ONNX file: {record['parity']}.\n\n"
-            "```bash\n"
-            f"python -m imis_lite.distill.click_refiner_data --cache {data['cache']} --max-views {data['views']} "
-            f"--bundle {bundle} --out <data> --jitters {data['jitters']} --seed {data['seed']}\n"
-            f"python -m imis_lite.distill.train_click_refiner --cache {data['cache']} --data <data> --out <run> "
-            f"--steps {record['steps']} --batch {training['batch']} --rounds {training['rounds']} "
-            f"--first-click-share {training['first_click_share']} --lr {training['lr']} --seed {training['seed']}\n"
-            f"python -m imis_lite.distill.export_click_refiner --run <run> --bundle weights/{bundle}\n"
+            f"{validation.get('first_click_then_clicks')}; its answer to the box alone {validation.get('box_refined')} "
+            f"(not used: box answers stay the decoder's). Parity of the ONNX file: {record['parity']}.\n\n"
+            f"```bash\n{commands}\n"
+            f"python -m imis_lite.distill.export_click_refiner --run <run {len(stages)}> --bundle weights/{bundle}\n"
             "```\n")
+
+
+def _installed_run(manifest: dict, run: Path) -> dict:
+    """The record of the refiner the bundle carries now, which must be the run a new one started from: the
+    model card can then give every command of the chain."""
+    installed = manifest.get("click_refiner_training")
+    if installed is None or Path(installed["run"]) != run:
+        raise SystemExit(f"the run started from {run}, but the bundle carries "
+                         f"{installed['run'] if installed else 'no click refiner'}: install that run first")
+    return installed
 
 
 def install(run: Path, bundle_folder: Path) -> dict:
@@ -119,6 +151,8 @@ def install(run: Path, bundle_folder: Path) -> dict:
         staged.replace(bundle_folder / REFINER)
     record = run_record(run, parity)
     manifest = json.loads((bundle_folder / MANIFEST).read_text())
+    if record["training"]["init"]:
+        record["continued_from"] = _installed_run(manifest, Path(record["training"]["init"]).parent)
     manifest["click_refiner"] = REFINER
     manifest["click_refiner_training"] = record
     card = bundle_folder / "MODEL_CARD.md"

@@ -5,10 +5,11 @@
 Each step plays one interaction per object, as the runtime does: the shipped decoder's answer to a jittered box
 (``distill.click_refiner_data``), then clicks at the centre of the largest error (``protocol.next_click``); or, for
 ``--first-click-share`` of the steps, the decoder's answer to one click inside the object, which the refiner
-takes as its first round, then corrective clicks. Each click is answered by the refiner from its own previous
-answer. One round, drawn at random, is graded (BCE + soft Dice against the label map); earlier rounds run
-without gradient and only place clicks. Validation replays the protocol on the held-out rows (tight boxes; the
-first click at the object's centre). Seeded and resumable (``last.pt``), CPU or CUDA.
+takes as its first round, then corrective clicks; or, for ``--box-alone-share``, the box answer with no click,
+which the refiner redraws (the runtime keeps the decoder's box answers: docs/experiments.md says why). Each click
+is answered by the refiner from its own previous answer. One round, drawn at random, is graded (BCE + soft Dice
+against the label map); earlier rounds run without gradient and only place clicks. Validation replays the
+protocol on the held-out rows (tight boxes; the first click at the object's centre). Seeded and resumable (``last.pt``), CPU or CUDA.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def next_clicks(logits: torch.Tensor, truth: np.ndarray, clicks: list[list], thr
         row.append(corrective_click(mask, region, row))
 
 
+def refine_box(net: ClickRefinerNet, batch: dict[str, np.ndarray]) -> torch.Tensor:
+    """The refiner's answer to the decoder's box answer, no click given."""
+    return refine(net, batch, torch.from_numpy(batch["box_logits"])[:, None], [[] for _ in batch["truth"]],
+                  batch["boxes"])
+
+
 def play(net: ClickRefinerNet, batch: dict[str, np.ndarray], first_click: bool, rounds: int,
          threshold: float) -> list[torch.Tensor]:
     """Logits after each round 1..rounds (a round = one click); gradients flow through the last one only."""
@@ -98,11 +105,13 @@ def play(net: ClickRefinerNet, batch: dict[str, np.ndarray], first_click: bool, 
 def evaluate(net: ClickRefinerNet, data: RefinerData, rows: np.ndarray, rounds: int) -> dict[str, list[float]]:
     """Mean Dice per round: the decoder's answer to the box, then the refiner's after each corrective click; the
     decoder's answer to a click at the object's centre, then the refiner's to that click and to each corrective
-    click after it."""
+    click after it; and the refiner's answer to the box alone."""
     net.eval()
-    box_curve, click_curve = [], []
+    box_curve, click_curve, box_refined = [], [], []
     for start in range(0, len(rows), 32):
         batch = data.batch(rows[start:start + 32])
+        refined = (refine_box(net, batch)[:, 0] > data.threshold).numpy()
+        box_refined += [dice(m, t) for m, t in zip(refined, batch["truth"])]
         for first_click, start_logits, curve in ((False, "box_logits", box_curve), (True, "click_logits", click_curve)):
             answers = play(net, batch, first_click, rounds, data.threshold)
             shown = [batch[start_logits] > data.threshold] + [(a[:, 0] > data.threshold).numpy() for a in answers]
@@ -110,7 +119,7 @@ def evaluate(net: ClickRefinerNet, data: RefinerData, rows: np.ndarray, rounds: 
     net.train()
     return {"box_then_clicks": [round(float(v), 4) for v in np.concatenate(box_curve, axis=1).mean(axis=1)],
             "first_click_then_clicks": [round(float(v), 4) for v in np.concatenate(click_curve, axis=1).mean(axis=1)],
-            "objects": int(len(rows))}
+            "box_refined": round(float(np.mean(box_refined)), 4), "objects": int(len(rows))}
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -124,6 +133,8 @@ def train(args: argparse.Namespace) -> Path:
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
     checkpoint = args.out / "last.pt"
+    if args.init and not checkpoint.is_file():
+        net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["net"])
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         net.load_state_dict(state["net"])
@@ -140,9 +151,11 @@ def train(args: argparse.Namespace) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, WARMUP)
         batch = data.batch(np.sort(rng.choice(train_rows, args.batch, replace=False)))
-        first_click = bool(rng.random() < args.first_click_share)
-        graded = int(rng.integers(1, args.rounds + 1))
-        logits = play(net, batch, first_click, graded, data.threshold)[-1]
+        kind = rng.random()
+        first_click = bool(kind < args.first_click_share)
+        box_alone = bool(args.first_click_share <= kind < args.first_click_share + args.box_alone_share)
+        graded = 0 if box_alone else int(rng.integers(1, args.rounds + 1))
+        logits = refine_box(net, batch) if box_alone else play(net, batch, first_click, graded, data.threshold)[-1]
         loss = mask_loss(logits[:, 0], torch.from_numpy(batch["truth"].astype(np.float32)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,6 +188,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="clicks per interaction")
     parser.add_argument("--first-click-share", type=float, default=0.3,
                         help="share of steps that start from one click inside the object instead of a box")
+    parser.add_argument("--box-alone-share", type=float, default=0.0,
+                        help="share of steps that grade the refiner's answer to a box with no click")
+    parser.add_argument("--init", type=Path, help="start from this run's last.pt (its network only)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--validate-every", type=int, default=100)

@@ -52,7 +52,7 @@ def refiner_run(tiny_cache, tmp_path_factory):
     assert click_refiner_data.main(["--cache", str(tiny_cache.folder), "--bundle", "effvit-s-hr", "--out", str(data),
                               "--jitters", "1"]) == 0
     args = ["--cache", str(tiny_cache.folder), "--data", str(data), "--out", str(run), "--batch", "2", "--rounds", "2",
-            "--log-every", "1", "--validate-every", "3", "--lr", "0.01", "--threads", "2"]
+            "--log-every", "1", "--validate-every", "3", "--lr", "0.01", "--threads", "2", "--box-alone-share", "0.5"]
     assert train_click_refiner.main([*args, "--steps", "2"]) == 0
     assert train_click_refiner.main([*args, "--steps", "3"]) == 0  # resumes from last.pt
     return data, run
@@ -83,6 +83,26 @@ def test_refiner_training_resumes_and_logs_both_click_curves(refiner_run):
     validation = lines[-1]["validation"]
     assert len(validation["box_then_clicks"]) == 3 and len(validation["first_click_then_clicks"]) == 3
     assert all(0 <= v <= 1 for v in validation["box_then_clicks"] + validation["first_click_then_clicks"])
+    assert 0 <= validation["box_refined"] <= 1
+
+
+def test_a_run_started_from_the_installed_refiner_installs_with_the_commands_of_both(refiner_run, tiny_cache, tmp_path):
+    data, run = refiner_run
+    bundle = tmp_path / "effvit-s-hr"
+    shutil.copytree(shipped_weights_dir() / "effvit-s-hr", bundle)
+    second = tmp_path / "second"
+    assert train_click_refiner.main(["--cache", str(tiny_cache.folder), "--data", str(data), "--out", str(second),
+                                     "--batch", "2", "--rounds", "1", "--steps", "1", "--threads", "2",
+                                     "--init", str(run / "last.pt")]) == 0
+    with pytest.raises(SystemExit, match="install that run first"):  # the bundle carries another refiner
+        export_click_refiner.main(["--run", str(second), "--bundle", str(bundle)])
+    assert export_click_refiner.main(["--run", str(run), "--bundle", str(bundle)]) == 0
+    assert export_click_refiner.main(["--run", str(second), "--bundle", str(bundle)]) == 0
+    record = json.loads((bundle / "manifest.json").read_text())["click_refiner_training"]
+    assert record["run"] == str(second) and record["continued_from"]["run"] == str(run)
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert card.count("python -m imis_lite.distill.train_click_refiner") == 2
+    assert "--out <run 2>" in card and "--init <run 1>/last.pt" in card and "--bundle weights/effvit-s-hr" in card
 
 
 def test_an_installed_refiner_answers_clicks_and_a_bundle_without_one_refuses(refiner_run, tmp_path):
