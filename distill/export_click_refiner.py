@@ -27,12 +27,15 @@ from imis_lite.engines import create_engine
 
 from .bundle_writer import rewrite_manifest
 from .click_refiner_net import ClickRefinerNet
+from .train_click_refiner import RefinerData, evaluate
 
 log = logging.getLogger("imis_lite.distill")
 
 REFINER = "click_refiner.onnx"
 INPUTS = ("image", "embedding", "previous", "clicks", "box")
 SECTION = "## Click refiner (corrective clicks and a first click)"
+#: mask thresholds of the refiner's logits that export chooses from; 0 is where its BCE training puts p = 0.5
+THRESHOLDS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 #: the exported file must draw the same masks as the network (threshold 0) on this share of pixels
 PARITY_AGREEMENT = 0.999
 
@@ -74,6 +77,22 @@ def export(net: ClickRefinerNet, path: Path, embedding_shape: tuple[int, ...], s
     if parity["mask_agreement"] < PARITY_AGREEMENT:
         raise SystemExit(f"the exported refiner disagrees with the network: {parity}")
     return parity
+
+
+def choose_threshold(net: ClickRefinerNet, run: Path, thresholds: list[float]) -> dict:
+    """The threshold above which the refiner's logits make its masks, chosen on the run's held-out rows: the best
+    mean Dice over the rounds the runtime asks of it (a first click at the centre, then corrective clicks). Its
+    own, not the bundle's: the bundle's was calibrated on the decoder's box answers, the refiner trained on BCE."""
+    config = json.loads((run / "config.json").read_text())
+    data = RefinerData(Path(config["cache"]), Path(config["data"]))
+    held_out = np.flatnonzero(data.rows[:, 2] == 1)
+    sweep = {}
+    for threshold in thresholds:
+        curve = evaluate(net, data, held_out, config["rounds"], threshold)["first_click_then_clicks"][1:]
+        sweep[str(threshold)] = round(float(np.mean(curve)), 4)
+    best = max(thresholds, key=lambda threshold: sweep[str(threshold)])
+    log.info("refiner threshold %s; mean Dice over its rounds per threshold: %s", best, sweep)
+    return {"threshold": best, "sweep": sweep}
 
 
 def run_record(run: Path, parity: dict) -> dict:
@@ -126,7 +145,9 @@ def card_section(record: dict, bundle: str) -> str:
             f"Held-out rows ({validation.get('objects')}): Dice after the box and each click "
             f"{validation.get('box_then_clicks')}; after a first click at the centre and each click "
             f"{validation.get('first_click_then_clicks')}; its answer to the box alone {validation.get('box_refined')} "
-            f"(not used: box answers stay the decoder's). Parity of the ONNX file: {record['parity']}.\n\n"
+            f"(not used: box answers stay the decoder's). Its masks are its logits above {record['threshold']['threshold']}, "
+            f"chosen on those rows (mean Dice over its rounds per threshold: {record['threshold']['sweep']}). "
+            f"Parity of the ONNX file: {record['parity']}.\n\n"
             f"```bash\n{commands}\n"
             f"python -m imis_lite.distill.export_click_refiner --run <run {len(stages)}> --bundle weights/{bundle}\n"
             "```\n")
@@ -142,19 +163,21 @@ def _installed_run(manifest: dict, run: Path) -> dict:
     return installed
 
 
-def install(run: Path, bundle_folder: Path) -> dict:
+def install(run: Path, bundle_folder: Path, thresholds: list[float]) -> dict:
     bundle = load_bundle(str(bundle_folder))
     net = trained_refiner(run)
+    threshold = choose_threshold(net, run, thresholds)
     with tempfile.TemporaryDirectory() as staging:
         staged = Path(staging) / REFINER
         parity = export(net, staged, bundle.embedding_shape, bundle.low_res_size)
         staged.replace(bundle_folder / REFINER)
-    record = run_record(run, parity)
+    record = {**run_record(run, parity), "threshold": threshold}
     manifest = json.loads((bundle_folder / MANIFEST).read_text())
     if record["training"]["init"]:
         record["continued_from"] = _installed_run(manifest, Path(record["training"]["init"]).parent)
     manifest["click_refiner"] = REFINER
     manifest["click_refiner_training"] = record
+    manifest["click_refiner_threshold"] = threshold["threshold"]
     card = bundle_folder / "MODEL_CARD.md"
     text = card.read_text().split(SECTION)[0].rstrip() + "\n\n" if card.is_file() else f"# {manifest['name']}\n\n"
     card.write_text(text + card_section(record, manifest["name"]))  # before the manifest, which hashes it
@@ -167,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="folder written by distill.train_click_refiner")
     parser.add_argument("--bundle", type=Path, required=True, help="bundle folder to install into")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
+                        help="mask thresholds of the refiner's logits to choose from on the held-out rows")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    install(args.run, args.bundle)
+    install(args.run, args.bundle, args.thresholds)
     return 0
 
 

@@ -102,19 +102,22 @@ def play(net: ClickRefinerNet, batch: dict[str, np.ndarray], first_click: bool, 
 
 
 @torch.no_grad()
-def evaluate(net: ClickRefinerNet, data: RefinerData, rows: np.ndarray, rounds: int) -> dict[str, list[float]]:
+def evaluate(net: ClickRefinerNet, data: RefinerData, rows: np.ndarray, rounds: int,
+             threshold: float | None = None) -> dict[str, list[float]]:
     """Mean Dice per round: the decoder's answer to the box, then the refiner's after each corrective click; the
     decoder's answer to a click at the object's centre, then the refiner's to that click and to each corrective
-    click after it; and the refiner's answer to the box alone."""
+    click after it; and the refiner's answer to the box alone. The refiner's answers are masks above
+    ``threshold`` (default: the bundle's, which the decoder's answers always use), and clicks are placed on them."""
+    refined_at = data.threshold if threshold is None else threshold
     net.eval()
     box_curve, click_curve, box_refined = [], [], []
     for start in range(0, len(rows), 32):
         batch = data.batch(rows[start:start + 32])
-        refined = (refine_box(net, batch)[:, 0] > data.threshold).numpy()
+        refined = (refine_box(net, batch)[:, 0] > refined_at).numpy()
         box_refined += [dice(m, t) for m, t in zip(refined, batch["truth"])]
         for first_click, start_logits, curve in ((False, "box_logits", box_curve), (True, "click_logits", click_curve)):
-            answers = play(net, batch, first_click, rounds, data.threshold)
-            shown = [batch[start_logits] > data.threshold] + [(a[:, 0] > data.threshold).numpy() for a in answers]
+            answers = play(net, batch, first_click, rounds, refined_at)
+            shown = [batch[start_logits] > data.threshold] + [(a[:, 0] > refined_at).numpy() for a in answers]
             curve.append([[dice(m, t) for m, t in zip(masks, batch["truth"])] for masks in shown])
     net.train()
     return {"box_then_clicks": [round(float(v), 4) for v in np.concatenate(box_curve, axis=1).mean(axis=1)],

@@ -77,8 +77,10 @@ class Segmenter:
     ``Segmenter(loaded_model)`` runs one already made. Then ``set_image`` and any number of ``predict`` calls.
     Embeddings stay cached up to ``cache_bytes``, oldest out first, so going back to a slice already seen costs
     only the decoder. Masks are the logits above ``mask_threshold``: the bundle's
-    (``distill.calibrate_threshold``) unless one is given. ``arithmetic="bf16"`` lets OpenVINO compute in
-    bfloat16 on CPUs that do it natively (f32 with a notice elsewhere; docs/benchmarks.md).
+    (``distill.calibrate_threshold``) unless one is given; the click refiner's above its own threshold, chosen on
+    held-out corpus objects at its export (``click_refiner_threshold``), unless ``mask_threshold`` is given.
+    ``arithmetic="bf16"`` lets OpenVINO compute in bfloat16 on CPUs that do it natively (f32 with a notice
+    elsewhere; docs/benchmarks.md).
     """
 
     def __init__(
@@ -100,6 +102,9 @@ class Segmenter:
         self.click_refiner: Engine | None = loaded.click_refiner
         self.engine, self.precision = loaded.engine, loaded.precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
+        refiner_threshold = self.bundle.manifest.get("click_refiner_threshold")
+        self.click_refiner_threshold = (self.mask_threshold if mask_threshold is not None or refiner_threshold is None
+                                        else float(refiner_threshold))
         self._cache: EmbeddingCache[_Embedded] = EmbeddingCache(self._encode, cache_bytes)
         self._current: _Embedded | None = None
         self._image: np.ndarray | None = None
@@ -230,7 +235,7 @@ class Segmenter:
         inputs = refiner_inputs(image, current.embedding, previous, geometry.apply_coords(point_xy[0]) * scale,
                                 point_labels[0], None if boxes is None else geometry.apply_boxes(boxes)[0] * scale)
         logits = self.click_refiner.run(inputs)["logits"][0, 0]
-        return self.image_logits(logits) > self.mask_threshold, logits
+        return self.image_logits(logits) > self.click_refiner_threshold, logits
 
     def image_logits(self, low_res_logits: np.ndarray) -> np.ndarray:
         """``predict``'s low-res logits (..., L, L) brought to the current image, (..., H, W): a soft mask."""

@@ -114,6 +114,9 @@ def test_an_installed_refiner_answers_clicks_and_a_bundle_without_one_refuses(re
     assert manifest["files"]["click_refiner.onnx"]["sha256"] == sha256_of(bundle / "click_refiner.onnx")
     assert manifest["click_refiner_training"]["steps"] == 3 and manifest["click_refiner_training"]["parity"]["mask_agreement"] >= 0.999
     assert "export_click_refiner --run" in (bundle / "MODEL_CARD.md").read_text()
+    sweep = manifest["click_refiner_training"]["threshold"]["sweep"]
+    assert sorted(map(float, sweep)) == sorted(export_click_refiner.THRESHOLDS)
+    assert sweep[str(manifest["click_refiner_threshold"])] == max(sweep.values())  # the best on the held-out rows
     image = np.zeros((200, 300), np.uint8)
     image[60:140, 100:220] = 200  # a bright block, wider than tall
     for engine in ("onnxruntime", "openvino"):
@@ -125,6 +128,9 @@ def test_an_installed_refiner_answers_clicks_and_a_bundle_without_one_refuses(re
         assert correction.logits.shape == before.shape and not np.array_equal(correction.logits, before)
         first = Correction(segmenter)
         assert first.click(160, 100).shape == image.shape and first.logits is not None
+        assert segmenter.click_refiner_threshold == manifest["click_refiner_threshold"]
+        assert np.array_equal(first.mask, segmenter.image_logits(first.logits) > segmenter.click_refiner_threshold)
+    assert Segmenter(str(bundle), mask_threshold=2.5).click_refiner_threshold == 2.5  # a threshold given is for all
     plain = Segmenter(str(shipped_weights_dir() / "litemedsam"), engine="onnxruntime", threads=2)
     plain.set_image(image)
     with pytest.raises(PromptError, match="no click refiner"):
