@@ -35,7 +35,7 @@ REFINER = "click_refiner.onnx"
 INPUTS = ("image", "embedding", "previous", "clicks", "box")
 SECTION = "## Click refiner (corrective clicks and a first click)"
 #: mask thresholds of the refiner's logits that export chooses from; 0 is where its BCE training puts p = 0.5
-THRESHOLDS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+THRESHOLDS = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
 #: the exported file must draw the same masks as the network (threshold 0) on this share of pixels
 PARITY_AGREEMENT = 0.999
 
