@@ -75,30 +75,6 @@ def next_clicks(logits: torch.Tensor, truth: np.ndarray, clicks: list[list], thr
         row.append(corrective_click(mask, region, row))
 
 
-def dihedral(batch: dict[str, np.ndarray], flip_x: bool, flip_y: bool, transpose: bool) -> dict[str, np.ndarray]:
-    """The batch mirrored and/or transposed, every map, embedding, click and box alike, so that the refiner
-    learns no favourite place or direction for an object from the few objects it trains on (the embedding's
-    cells tile the frame, so mirroring its grid mirrors what each cell covers)."""
-    size = batch["image"].shape[-1]
-    out = dict(batch)
-    maps = ("image", "embedding", "box_logits", "click_logits", "truth")
-    points, boxes = batch["clicks"].astype(np.float32).copy(), batch["boxes"].astype(np.float32).copy()
-    if flip_x:
-        out.update({name: out[name][..., ::-1] for name in maps})
-        points[:, 0] = size - 1 - points[:, 0]
-        boxes[:, [0, 2]] = size - 1 - boxes[:, [2, 0]]
-    if flip_y:
-        out.update({name: out[name][..., ::-1, :] for name in maps})
-        points[:, 1] = size - 1 - points[:, 1]
-        boxes[:, [1, 3]] = size - 1 - boxes[:, [3, 1]]
-    if transpose:
-        out.update({name: out[name].swapaxes(-1, -2) for name in maps})
-        points, boxes = points[:, ::-1], boxes[:, [1, 0, 3, 2]]
-    out.update({name: np.ascontiguousarray(out[name]) for name in maps})
-    out["clicks"], out["boxes"] = np.ascontiguousarray(points), np.ascontiguousarray(boxes)
-    return out
-
-
 def refine_box(net: ClickRefinerNet, batch: dict[str, np.ndarray]) -> torch.Tensor:
     """The refiner's answer to the decoder's box answer, no click given."""
     return refine(net, batch, torch.from_numpy(batch["box_logits"])[:, None], [[] for _ in batch["truth"]],
@@ -178,8 +154,6 @@ def train(args: argparse.Namespace) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, WARMUP)
         batch = data.batch(np.sort(rng.choice(train_rows, args.batch, replace=False)))
-        if args.dihedral:
-            batch = dihedral(batch, *(bool(flip) for flip in rng.integers(0, 2, 3)))
         kind = rng.random()
         first_click = bool(kind < args.first_click_share)
         box_alone = bool(args.first_click_share <= kind < args.first_click_share + args.box_alone_share)
@@ -219,8 +193,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="share of steps that start from one click inside the object instead of a box")
     parser.add_argument("--box-alone-share", type=float, default=0.0,
                         help="share of steps that grade the refiner's answer to a box with no click")
-    parser.add_argument("--dihedral", action="store_true",
-                        help="mirror and transpose each training batch at random (never the validation)")
     parser.add_argument("--init", type=Path, help="start from this run's last.pt (its network only)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--log-every", type=int, default=10)

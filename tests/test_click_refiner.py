@@ -46,32 +46,13 @@ def test_an_untrained_refiner_gives_back_the_previous_answer_clipped():
     assert torch.equal(answer, previous.clamp(-PRIOR_LIMIT, PRIOR_LIMIT))
 
 
-@pytest.mark.parametrize("flips", [(True, False, False), (False, True, False), (False, False, True), (True, True, True)])
-def test_a_mirrored_batch_keeps_its_boxes_and_clicks_on_its_objects(flips):
-    size = 16
-    truth = np.zeros((1, size, size), bool)
-    truth[0, 2:5, 9:14] = True  # rows 2-4, columns 9-13: not symmetric under any of the flips
-    batch = {"image": np.random.default_rng(0).random((1, 3, size, size)), "embedding": np.zeros((1, 4, 4, 4)),
-             "box_logits": truth * 5.0, "click_logits": truth * 5.0, "truth": truth,
-             "clicks": np.array([[13.0, 4.0]]), "boxes": np.array([[9.0, 2.0, 13.0, 4.0]])}
-    batch["embedding"][0, :, 0, 3] = 1.0  # the cell over the object
-    out = train_click_refiner.dihedral(batch, *flips)
-    ys, xs = np.nonzero(out["truth"][0])
-    assert out["boxes"][0].tolist() == [xs.min(), ys.min(), xs.max(), ys.max()] and len(xs) == truth.sum()
-    x, y = out["clicks"][0]
-    assert out["truth"][0, int(y), int(x)] and np.array_equal(out["box_logits"][0] > 0, out["truth"][0])
-    cell_y, cell_x = np.argwhere(out["embedding"][0, 0])[0]
-    assert out["truth"][0, cell_y * 4:cell_y * 4 + 4, cell_x * 4:cell_x * 4 + 4].any()  # the cell moved with it
-    assert np.array_equal(train_click_refiner.dihedral(batch, False, False, False)["truth"], truth)
-
-
 @pytest.fixture(scope="module")
 def refiner_run(tiny_cache, tmp_path_factory):
     data, run = tmp_path_factory.mktemp("refiner-data"), tmp_path_factory.mktemp("refiner")
     assert click_refiner_data.main(["--cache", str(tiny_cache.folder), "--bundle", "effvit-s-hr", "--out", str(data),
                               "--jitters", "1"]) == 0
     args = ["--cache", str(tiny_cache.folder), "--data", str(data), "--out", str(run), "--batch", "2", "--rounds", "2",
-            "--log-every", "1", "--validate-every", "3", "--lr", "0.01", "--threads", "2", "--box-alone-share", "0.5", "--dihedral"]
+            "--log-every", "1", "--validate-every", "3", "--lr", "0.01", "--threads", "2", "--box-alone-share", "0.5"]
     assert train_click_refiner.main([*args, "--steps", "2"]) == 0
     assert train_click_refiner.main([*args, "--steps", "3"]) == 0  # resumes from last.pt
     return data, run
