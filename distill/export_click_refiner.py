@@ -5,8 +5,10 @@ model card.
 
 The ONNX file is checked against the PyTorch network before anything is written (largest logit difference
 and mask agreement on seeded inputs); both engines read it (OpenVINO compiles ONNX directly). The manifest
-names it (``click_refiner``) with its sha256, and records the run's training and validation; the model card gets
-the commands that made it.
+names it (``click_refiner``) with its sha256 and the refiner's own mask threshold (``click_refiner_threshold``,
+chosen on the run's held-out rows), and records the run's training and validation; the model card gets the
+commands that made it. A run started from an earlier one (``train_click_refiner --init``) installs only into a
+bundle that carries that earlier run, so the card can give the whole chain.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def card_section(record: dict, bundle: str) -> str:
             "and draws a change from the image, discs around the clicks, the box and the embedding "
             "(`imis_lite/click_refiner.py`). Trained on the corpus label maps of the caches below, never on "
             f"../shared/data, each run from the one before: {training}.\n\n"
-            f"Held-out rows ({validation.get('objects')}): Dice after the box and each click "
+            f"Held-out rows ({validation.get('objects')}), at the bundle's threshold: Dice after the box and each click "
             f"{validation.get('box_then_clicks')}; after a first click at the centre and each click "
             f"{validation.get('first_click_then_clicks')}; its answer to the box alone {validation.get('box_refined')} "
             f"(not used: box answers stay the decoder's). Its masks are its logits above {record['threshold']['threshold']}, "
@@ -153,18 +155,23 @@ def card_section(record: dict, bundle: str) -> str:
             "```\n")
 
 
-def _installed_run(manifest: dict, run: Path) -> dict:
-    """The record of the refiner the bundle carries now, which must be the run a new one started from: the
-    model card can then give every command of the chain."""
+def _installed_run(manifest: dict, run: Path, started_from: Path) -> dict:
+    """The record of the run ``run`` started from, which the bundle must carry now (or carried before it
+    installed ``run`` itself): the model card can then give every command of the chain."""
     installed = manifest.get("click_refiner_training")
-    if installed is None or Path(installed["run"]) != run:
-        raise SystemExit(f"the run started from {run}, but the bundle carries "
+    if installed is not None and Path(installed["run"]) == run and "continued_from" in installed:
+        installed = installed["continued_from"]  # installing the same run again
+    if installed is None or Path(installed["run"]) != started_from:
+        raise SystemExit(f"the run started from {started_from}, but the bundle carries "
                          f"{installed['run'] if installed else 'no click refiner'}: install that run first")
     return installed
 
 
 def install(run: Path, bundle_folder: Path, thresholds: list[float]) -> dict:
     bundle = load_bundle(str(bundle_folder))
+    manifest = json.loads((bundle_folder / MANIFEST).read_text())
+    init = json.loads((run / "config.json").read_text()).get("init")
+    continued_from = _installed_run(manifest, run, Path(init).parent) if init else None  # before anything is written
     net = trained_refiner(run)
     threshold = choose_threshold(net, run, thresholds)
     with tempfile.TemporaryDirectory() as staging:
@@ -172,9 +179,8 @@ def install(run: Path, bundle_folder: Path, thresholds: list[float]) -> dict:
         parity = export(net, staged, bundle.embedding_shape, bundle.low_res_size)
         staged.replace(bundle_folder / REFINER)
     record = {**run_record(run, parity), "threshold": threshold}
-    manifest = json.loads((bundle_folder / MANIFEST).read_text())
-    if record["training"]["init"]:
-        record["continued_from"] = _installed_run(manifest, Path(record["training"]["init"]).parent)
+    if continued_from:
+        record["continued_from"] = continued_from
     manifest["click_refiner"] = REFINER
     manifest["click_refiner_training"] = record
     manifest["click_refiner_threshold"] = threshold["threshold"]

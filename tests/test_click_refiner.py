@@ -96,8 +96,10 @@ def test_a_run_started_from_the_installed_refiner_installs_with_the_commands_of_
                                      "--init", str(run / "last.pt")]) == 0
     with pytest.raises(SystemExit, match="install that run first"):  # the bundle carries another refiner
         export_click_refiner.main(["--run", str(second), "--bundle", str(bundle)])
+    assert Segmenter(str(bundle), engine="onnxruntime").click_refiner is not None  # left whole: sha256 still right
     assert export_click_refiner.main(["--run", str(run), "--bundle", str(bundle)]) == 0
     assert export_click_refiner.main(["--run", str(second), "--bundle", str(bundle)]) == 0
+    assert export_click_refiner.main(["--run", str(second), "--bundle", str(bundle)]) == 0  # again: the same chain
     record = json.loads((bundle / "manifest.json").read_text())["click_refiner_training"]
     assert record["run"] == str(second) and record["continued_from"]["run"] == str(run)
     card = (bundle / "MODEL_CARD.md").read_text()
