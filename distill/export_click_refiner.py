@@ -81,11 +81,11 @@ def export(net: ClickRefinerNet, path: Path, embedding_shape: tuple[int, ...], s
     return parity
 
 
-def choose_threshold(net: ClickRefinerNet, run: Path, thresholds: list[float]) -> dict:
+def choose_threshold(net: ClickRefinerNet, config: dict, thresholds: list[float]) -> dict:
     """The threshold above which the refiner's logits make its masks, chosen on the run's held-out rows: the best
     mean Dice over the rounds the runtime asks of it (a first click at the centre, then corrective clicks). Its
-    own, not the bundle's: the bundle's was calibrated on the decoder's box answers, the refiner trained on BCE."""
-    config = json.loads((run / "config.json").read_text())
+    own, not the bundle's: the bundle's was calibrated on the decoder's box answers, the refiner trained on BCE.
+    ``config``: the run's config.json."""
     data = RefinerData(Path(config["cache"]), Path(config["data"]))
     held_out = np.flatnonzero(data.rows[:, 2] == 1)
     sweep = {}
@@ -97,8 +97,7 @@ def choose_threshold(net: ClickRefinerNet, run: Path, thresholds: list[float]) -
     return {"threshold": best, "sweep": sweep}
 
 
-def run_record(run: Path, parity: dict) -> dict:
-    config = json.loads((run / "config.json").read_text())
+def run_record(run: Path, config: dict, parity: dict) -> dict:
     log_rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     validations = [row for row in log_rows if "validation" in row]
     hours = max(row.get("elapsed_s", 0.0) for row in log_rows) / 3600
@@ -110,12 +109,10 @@ def run_record(run: Path, parity: dict) -> dict:
 
 
 def _stage_commands(record: dict, bundle: str, stage: int) -> list[str]:
-    """The commands of one run, after those of the run it started from (``continued_from``), numbered."""
+    """The commands of run number ``stage`` of the chain (``_stages``); a later run starts from the one before."""
     data, training = record["data"], record["training"]
-    earlier = record.get("continued_from")
-    lines = _stage_commands(earlier, bundle, stage - 1) if earlier else []
-    init = f" --init <run {stage - 1}>/last.pt" if earlier else ""
-    return lines + [
+    init = f" --init <run {stage - 1}>/last.pt" if stage > 1 else ""
+    return [
         f"python -m imis_lite.distill.click_refiner_data --cache {data['cache']} --max-views {data['views']} "
         f"--bundle {bundle} --out <data {stage}> --jitters {data['jitters']} --seed {data['seed']}",
         f"python -m imis_lite.distill.train_click_refiner --cache {data['cache']} --data <data {stage}> "
@@ -125,6 +122,7 @@ def _stage_commands(record: dict, bundle: str, stage: int) -> list[str]:
 
 
 def _stages(record: dict) -> list[dict]:
+    """The installed run's chain, first run first (``continued_from`` links each run to the one it started from)."""
     earlier = record.get("continued_from")
     return (_stages(earlier) if earlier else []) + [record]
 
@@ -138,7 +136,7 @@ def card_section(record: dict, bundle: str) -> str:
         f"{stage['training']['batch']}, {stage['training']['rounds']} rounds, first-click share "
         f"{stage['training']['first_click_share']}, box-alone share {stage['training'].get('box_alone_share') or 0}, "
         f"{stage['hours']} h" for number, stage in enumerate(stages, 1))
-    commands = "\n".join(_stage_commands(record, bundle, len(stages)))
+    commands = "\n".join(line for number, stage in enumerate(stages, 1) for line in _stage_commands(stage, bundle, number))
     return (f"{SECTION}\n\n"
             f"`{REFINER}` ({record['parameters']} parameters) answers clicks: it starts from the previous answer's logits "
             "and draws a change from the image, discs around the clicks, the box and the embedding "
@@ -170,15 +168,16 @@ def _installed_run(manifest: dict, run: Path, started_from: Path) -> dict:
 def install(run: Path, bundle_folder: Path, thresholds: list[float]) -> dict:
     bundle = load_bundle(str(bundle_folder))
     manifest = json.loads((bundle_folder / MANIFEST).read_text())
-    init = json.loads((run / "config.json").read_text()).get("init")
+    config = json.loads((run / "config.json").read_text())
+    init = config.get("init")
     continued_from = _installed_run(manifest, run, Path(init).parent) if init else None  # before anything is written
     net = trained_refiner(run)
-    threshold = choose_threshold(net, run, thresholds)
+    threshold = choose_threshold(net, config, thresholds)
     with tempfile.TemporaryDirectory() as staging:
         staged = Path(staging) / REFINER
         parity = export(net, staged, bundle.embedding_shape, bundle.low_res_size)
         staged.replace(bundle_folder / REFINER)
-    record = {**run_record(run, parity), "threshold": threshold}
+    record = {**run_record(run, config, parity), "threshold": threshold}
     if continued_from:
         record["continued_from"] = continued_from
     manifest["click_refiner"] = REFINER

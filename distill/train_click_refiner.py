@@ -9,7 +9,8 @@ takes as its first round, then corrective clicks; or, for ``--box-alone-share``,
 which the refiner redraws (the runtime keeps the decoder's box answers: docs/experiments.md says why). Each click
 is answered by the refiner from its own previous answer. One round, drawn at random, is graded (BCE + soft Dice
 against the label map); earlier rounds run without gradient and only place clicks. Validation replays the
-protocol on the held-out rows (tight boxes; the first click at the object's centre). Seeded and resumable (``last.pt``), CPU or CUDA.
+protocol on the held-out rows (tight boxes; the first click at the object's centre). Seeded and resumable
+(``last.pt``); it runs on the CPU.
 """
 
 from __future__ import annotations
