@@ -82,16 +82,20 @@ def export(net: ClickRefinerNet, path: Path, embedding_shape: tuple[int, ...], s
 
 
 def choose_threshold(net: ClickRefinerNet, config: dict, thresholds: list[float]) -> dict:
-    """The threshold above which the refiner's logits make its masks, chosen on the run's held-out rows: the best
-    mean Dice over the rounds the runtime asks of it (a first click at the centre, then corrective clicks). Its
-    own, not the bundle's: the bundle's was calibrated on the decoder's box answers, the refiner trained on BCE.
-    ``config``: the run's config.json."""
-    data = RefinerData(Path(config["cache"]), Path(config["data"]))
-    held_out = np.flatnonzero(data.rows[:, 2] == 1)
+    """The threshold above which the refiner's logits make its masks, chosen on the run's held-out rows (of
+    ``--data`` and of every ``--extra``, each object counted once): the best mean Dice over the rounds the runtime
+    asks of it (a first click at the centre, then corrective clicks). Its own, not the bundle's: the bundle's was
+    calibrated on the decoder's box answers, the refiner trained on BCE. ``config``: the run's config.json."""
+    sets = [RefinerData(Path(cache), Path(data)) for cache, data in [(config["cache"], config["data"]),
+                                                                     *config.get("extra", [])]]
     sweep = {}
     for threshold in thresholds:
-        curve = evaluate(net, data, held_out, config["rounds"], threshold)["first_click_then_clicks"][1:]
-        sweep[str(threshold)] = round(float(np.mean(curve)), 4)
+        totals = []
+        for data in sets:
+            held_out = np.flatnonzero(data.rows[:, 2] == 1)
+            curve = evaluate(net, data, held_out, config["rounds"], threshold)["first_click_then_clicks"][1:]
+            totals.append((float(np.mean(curve)), len(held_out)))
+        sweep[str(threshold)] = round(sum(mean * count for mean, count in totals) / sum(c for _, c in totals), 4)
     best = max(thresholds, key=lambda threshold: sweep[str(threshold)])
     log.info("refiner threshold %s; mean Dice over its rounds per threshold: %s", best, sweep)
     return {"threshold": best, "sweep": sweep}
@@ -103,19 +107,31 @@ def run_record(run: Path, config: dict, parity: dict) -> dict:
     hours = max(row.get("elapsed_s", 0.0) for row in log_rows) / 3600
     return {"run": str(run), "steps": log_rows[-1]["step"], "hours": round(hours, 2),
             "parameters": config["parameters"], "net": config["net"], "data": config["data_meta"],
+            "extra_data": config.get("extra_data_meta", []),
             "training": {key: config.get(key) for key in ("batch", "rounds", "first_click_share", "box_alone_share",
-                                                          "lr", "seed", "init")},
-            "validation": validations[-1]["validation"] if validations else None, "parity": parity}
+                                                          "extra_share", "lr", "seed", "init")},
+            "validation": validations[-1]["validation"] if validations else None,
+            "extra_validation": [value for key, value in (validations[-1] if validations else {}).items()
+                                 if key.startswith("validation_extra")],
+            "parity": parity}
+
+
+def _data_command(meta: dict, bundle: str, out: str) -> str:
+    return (f"python -m imis_lite.distill.click_refiner_data --cache {meta['cache']} --max-views {meta['views']} "
+            f"--bundle {bundle} --out {out} --jitters {meta['jitters']} --seed {meta['seed']}")
 
 
 def _stage_commands(record: dict, bundle: str, stage: int) -> list[str]:
     """The commands of run number ``stage`` of the chain (``_stages``); a later run starts from the one before."""
-    data, training = record["data"], record["training"]
+    data, training, extras = record["data"], record["training"], record.get("extra_data", [])
     init = f" --init <run {stage - 1}>/last.pt" if stage > 1 else ""
+    extra = "".join(f" --extra {meta['cache']} <data {stage}.{number}>" for number, meta in enumerate(extras, 1))
+    if extras:
+        extra += f" --extra-share {training['extra_share']}"
     return [
-        f"python -m imis_lite.distill.click_refiner_data --cache {data['cache']} --max-views {data['views']} "
-        f"--bundle {bundle} --out <data {stage}> --jitters {data['jitters']} --seed {data['seed']}",
-        f"python -m imis_lite.distill.train_click_refiner --cache {data['cache']} --data <data {stage}> "
+        _data_command(data, bundle, f"<data {stage}>"),
+        *(_data_command(meta, bundle, f"<data {stage}.{number}>") for number, meta in enumerate(extras, 1)),
+        f"python -m imis_lite.distill.train_click_refiner --cache {data['cache']} --data <data {stage}>{extra} "
         f"--out <run {stage}> --steps {record['steps']} --batch {training['batch']} --rounds {training['rounds']} "
         f"--first-click-share {training['first_click_share']} --box-alone-share {training.get('box_alone_share') or 0} "
         f"--lr {training['lr']} --seed {training['seed']}{init}"]
@@ -131,12 +147,18 @@ def card_section(record: dict, bundle: str) -> str:
     stages = _stages(record)
     validation = record["validation"] or {}
     training = "; ".join(
-        f"run {number}: {stage['data']['train_rows']} training rows (boxes jittered by up to "
+        f"run {number}: {stage['data']['train_rows']} training rows"
+        + "".join(f" + {meta['train_rows']} of {meta['cache']}" for meta in stage.get("extra_data", []))
+        + f" (boxes jittered by up to "
         f"{stage['data']['box_jitter']} px, answered by this bundle's own decoder), {stage['steps']} steps, batch "
         f"{stage['training']['batch']}, {stage['training']['rounds']} rounds, first-click share "
         f"{stage['training']['first_click_share']}, box-alone share {stage['training'].get('box_alone_share') or 0}, "
         f"{stage['hours']} h" for number, stage in enumerate(stages, 1))
     commands = "\n".join(line for number, stage in enumerate(stages, 1) for line in _stage_commands(stage, bundle, number))
+    extra_validation = "".join(
+        f"Held-out rows of {meta['cache']} ({extra.get('objects')}): after a first click at the centre and each click "
+        f"{extra.get('first_click_then_clicks')}. "
+        for meta, extra in zip(record.get("extra_data", []), record.get("extra_validation", [])))
     return (f"{SECTION}\n\n"
             f"`{REFINER}` ({record['parameters']} parameters) answers clicks: it starts from the previous answer's logits "
             "and draws a change from the image, discs around the clicks, the box and the embedding "
@@ -145,7 +167,8 @@ def card_section(record: dict, bundle: str) -> str:
             f"Held-out rows ({validation.get('objects')}), at the bundle's threshold: Dice after the box and each click "
             f"{validation.get('box_then_clicks')}; after a first click at the centre and each click "
             f"{validation.get('first_click_then_clicks')}; its answer to the box alone {validation.get('box_refined')} "
-            f"(not used: box answers stay the decoder's). Its masks are its logits above {record['threshold']['threshold']}, "
+            f"(not used: box answers stay the decoder's). {extra_validation}"
+            f"Its masks are its logits above {record['threshold']['threshold']}, "
             f"chosen on those rows (mean Dice over its rounds per threshold: {record['threshold']['sweep']}). "
             f"Parity of the ONNX file: {record['parity']}.\n\n"
             f"```bash\n{commands}\n"

@@ -9,7 +9,10 @@ takes as its first round, then corrective clicks; or, for ``--box-alone-share``,
 which the refiner redraws (the runtime keeps the decoder's box answers: docs/experiments.md says why). Each click
 is answered by the refiner from its own previous answer. One round, drawn at random, is graded (BCE + soft Dice
 against the label map); earlier rounds run without gradient and only place clicks. Validation replays the
-protocol on the held-out rows (tight boxes; the first click at the object's centre). Seeded and resumable
+protocol on the held-out rows (tight boxes; the first click at the object's centre). ``--extra CACHE DATA`` adds
+another cache with its own ``click_refiner_data`` (the CT cache: many organs a slice, at coarser resolutions):
+``--extra-share`` of the steps draw their batch from the extras, the rest from ``--data``, so a large extra set
+does not drown the main one; each set's held-out rows are validated on their own. Seeded and resumable
 (``last.pt``); it runs on the CPU.
 """
 
@@ -131,7 +134,9 @@ def train(args: argparse.Namespace) -> Path:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = RefinerData(args.cache, args.data)
+    data, extras = RefinerData(args.cache, args.data), [RefinerData(cache, folder) for cache, folder in args.extra]
+    if any(extra.embeddings.shape[1:] != data.embeddings.shape[1:] for extra in extras):
+        raise SystemExit("every --extra must hold embeddings of the same bundle as --data")
     train_rows, held_out_rows = np.flatnonzero(data.rows[:, 2] == 0), np.flatnonzero(data.rows[:, 2] == 1)
     net = ClickRefinerNet(embedding_channels=data.embeddings.shape[1])
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -146,20 +151,25 @@ def train(args: argparse.Namespace) -> Path:
         step, elapsed = state["step"], state["elapsed_s"]
         log.info("resumed at step %d", step)
     config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "extra": [[str(cache), str(folder)] for cache, folder in args.extra],
               "net": net.config, "parameters": int(sum(p.numel() for p in net.parameters())),
-              "train_rows": int(len(train_rows)), "held_out_rows": int(len(held_out_rows)), "data_meta": data.meta}
+              "train_rows": int(len(train_rows)), "held_out_rows": int(len(held_out_rows)), "data_meta": data.meta,
+              "extra_data_meta": [extra.meta for extra in extras]}
     (args.out / "config.json").write_text(json.dumps(config, indent=1))
     started = time.time() - elapsed
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, WARMUP)
-        batch = data.batch(np.sort(rng.choice(train_rows, args.batch, replace=False)))
+        source = data
+        if extras and rng.random() < args.extra_share:
+            source = extras[int(rng.integers(len(extras)))]
+        batch = source.batch(np.sort(rng.choice(np.flatnonzero(source.rows[:, 2] == 0), args.batch, replace=False)))
         kind = rng.random()
         first_click = bool(kind < args.first_click_share)
         box_alone = bool(args.first_click_share <= kind < args.first_click_share + args.box_alone_share)
         graded = 0 if box_alone else int(rng.integers(1, args.rounds + 1))
-        logits = refine_box(net, batch) if box_alone else play(net, batch, first_click, graded, data.threshold)[-1]
+        logits = refine_box(net, batch) if box_alone else play(net, batch, first_click, graded, source.threshold)[-1]
         loss = mask_loss(logits[:, 0], torch.from_numpy(batch["truth"].astype(np.float32)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -171,6 +181,8 @@ def train(args: argparse.Namespace) -> Path:
                       "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(time.time() - started, 1)}
             if step % args.validate_every == 0 or step == args.steps:
                 record["validation"] = evaluate(net, data, held_out_rows, args.rounds)
+                for number, extra in enumerate(extras, 1):
+                    record[f"validation_extra{number}"] = evaluate(net, extra, np.flatnonzero(extra.rows[:, 2] == 1), args.rounds)
             with (args.out / "log.jsonl").open("a") as stream:
                 stream.write(json.dumps(record) + "\n")
             log.info("%s", record)
@@ -186,6 +198,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, required=True, help="the teacher cache click_refiner_data read")
     parser.add_argument("--data", type=Path, required=True, help="folder written by distill.click_refiner_data")
+    parser.add_argument("--extra", nargs=2, type=Path, action="append", default=[], metavar=("CACHE", "DATA"),
+                        help="another teacher cache and the click_refiner_data folder made from it")
+    parser.add_argument("--extra-share", type=float, default=0.5, help="share of steps whose batch comes from the extras")
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pt (read by export_click_refiner), log.jsonl")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=16)

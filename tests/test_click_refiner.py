@@ -87,13 +87,18 @@ def test_refiner_training_resumes_and_logs_both_click_curves(refiner_run):
 
 
 def test_a_run_started_from_the_installed_refiner_installs_with_the_commands_of_both(refiner_run, tiny_cache, tmp_path):
+    """The second run also trains on an extra set (here the same cache and data again, every step drawn from it),
+    which its validation, its threshold and the card's commands include."""
     data, run = refiner_run
     bundle = tmp_path / "effvit-s-hr"
     shutil.copytree(shipped_weights_dir() / "effvit-s-hr", bundle)
     second = tmp_path / "second"
     assert train_click_refiner.main(["--cache", str(tiny_cache.folder), "--data", str(data), "--out", str(second),
                                      "--batch", "2", "--rounds", "1", "--steps", "1", "--threads", "2",
-                                     "--init", str(run / "last.pt")]) == 0
+                                     "--extra", str(tiny_cache.folder), str(data), "--extra-share", "1",
+                                     "--validate-every", "1", "--init", str(run / "last.pt")]) == 0
+    logged = json.loads((second / "log.jsonl").read_text().splitlines()[-1])
+    assert logged["validation_extra1"] == logged["validation"]  # the same held-out rows, the same network
     with pytest.raises(SystemExit, match="install that run first"):  # the bundle carries another refiner
         export_click_refiner.main(["--run", str(second), "--bundle", str(bundle)])
     assert Segmenter(str(bundle), engine="onnxruntime").click_refiner is not None  # left whole: sha256 still right
@@ -104,6 +109,8 @@ def test_a_run_started_from_the_installed_refiner_installs_with_the_commands_of_
     assert record["run"] == str(second) and record["continued_from"]["run"] == str(run)
     card = (bundle / "MODEL_CARD.md").read_text()
     assert card.count("python -m imis_lite.distill.train_click_refiner") == 2
+    assert card.count("python -m imis_lite.distill.click_refiner_data") == 3  # run 1's data, run 2's and its extra
+    assert f"--extra {tiny_cache.folder} <data 2.1> --extra-share 1.0" in card
     assert "--out <run 2>" in card and "--init <run 1>/last.pt" in card and "--bundle weights/effvit-s-hr" in card
 
 
