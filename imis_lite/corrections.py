@@ -151,12 +151,15 @@ class Correction:
         """The bundle's click refiner answers from the previous logits: its whole answer is taken (it was
         trained to change what the clicks ask and keep the rest); one that still leaves the clicked pixel on
         the wrong side gives way to the click's brush stroke. The first click starts from the decoder's answer
-        to it, as the refiner was trained. A click on a pixel already on the side it asks changes nothing, as
+        to it, as the refiner was trained, or, where the bundle ships a click-start ranker, from the candidate it
+        ranks first (``imis_lite.click_start``). A click on a pixel already on the side it asks changes nothing, as
         ``local_update`` keeps it for the decoder; it joins the clicks every later answer reads. The refiner gives
         no IoU estimate: ``score`` stays the decoder's."""
         if self.mask is not None and not ignores_click(self.mask, x, y, foreground):
             return self.mask
-        if self.logits is None:
+        if self.logits is None and foreground and self.segmenter.click_start is not None:
+            self.logits, self.score = self.segmenter.start_from_click(x, y)
+        elif self.logits is None:
             _, scores, logits = self.segmenter.predict(points=self.points, labels=self.labels)
             self.score, self.logits = float(scores[0]), logits[0]
         proposed, self.logits = self.segmenter.refine_clicks(self.points, self.labels, self.logits, self.box)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .bundle import DEFAULT_MODEL, Bundle, load_bundle
 from .click_refiner import refiner_inputs
+from .click_start import ClickStartRanker, candidate_boxes, candidate_features
 from .embedding_cache import EmbeddingCache
 from .engines import Engine, create_engine
 from .errors import ImageError, PromptError
@@ -46,6 +47,7 @@ class LoadedModel:
     engine: str
     precision: str
     click_refiner: Engine | None = None  # the bundle's click refiner (``imis_lite.click_refiner``), when it ships one
+    click_start: ClickStartRanker | None = None  # its click-start ranker (``imis_lite.click_start``), when it ships one
 
 
 def load_model(
@@ -65,9 +67,11 @@ def load_model(
     refiner_file = bundle.manifest.get("click_refiner")
     click_refiner = None if refiner_file is None else create_engine(
         engine, bundle.verified_path(refiner_file), device, threads, arithmetic)
+    start_file = bundle.manifest.get("click_start")
+    click_start = None if start_file is None else ClickStartRanker(bundle.verified_path(start_file))
     return LoadedModel(bundle, prompt_encoder, create_engine(engine, paths["encoder"][0], device, threads, arithmetic),
                        create_engine(engine, paths["decoder"][0], device, threads, arithmetic), engine, precision,
-                       click_refiner)
+                       click_refiner, click_start)
 
 
 class Segmenter:
@@ -100,6 +104,7 @@ class Segmenter:
         self.encoder: Engine = loaded.encoder
         self.decoder: Engine = loaded.decoder
         self.click_refiner: Engine | None = loaded.click_refiner
+        self.click_start: ClickStartRanker | None = loaded.click_start
         self.engine, self.precision = loaded.engine, loaded.precision
         self.mask_threshold = self.bundle.mask_threshold if mask_threshold is None else float(mask_threshold)
         refiner_threshold = self.bundle.manifest.get("click_refiner_threshold")
@@ -236,6 +241,30 @@ class Segmenter:
                                 point_labels[0], None if boxes is None else geometry.apply_boxes(boxes)[0] * scale)
         logits = self.click_refiner.run(inputs)["logits"][0, 0]
         return self.image_logits(logits) > self.click_refiner_threshold, logits
+
+    def start_from_click(self, x: float, y: float) -> tuple[np.ndarray, float]:
+        """(low-res logits (L, L), IoU estimate) of the candidate the bundle's click-start ranker puts first for
+        one foreground click alone at (x, y), pixels of the image: the decoder's answer to the click or to one of
+        the boxes centred on it (``imis_lite.click_start``). Needs ``self.click_start``."""
+        if self.click_start is None:
+            raise PromptError(f"model '{self.bundle.name}' ships no click-start ranker")
+        current = self._require_image()
+        geometry, size = current.geometry, self.bundle.low_res_size
+        scale = size / self.bundle.input_size
+        frame_x, frame_y = geometry.apply_coords(np.array([[x, y]], np.float64))[0] * scale
+        content = np.floor(np.asarray(geometry.resized_shape) * scale).astype(int)
+        boxes = candidate_boxes(frame_x, frame_y, (int(content[0]), int(content[1])))
+        _, click_scores, click_logits = self.predict(points=[[x, y]], labels=[1])
+        height, width = geometry.shape
+        image_boxes = np.clip(geometry.inverse_boxes(boxes / scale), 0, [width - 1, height - 1, width - 1, height - 1])
+        _, box_scores, box_logits = self.predict(box=image_boxes)
+        logits = np.concatenate([click_logits, box_logits[:, 0]])
+        scores = np.r_[click_scores, box_scores[:, 0]]
+        image, _ = encoder_input(self.image, self.bundle.input_size)
+        grey = np.asarray(image[0], np.float32).mean(0)
+        features = candidate_features(grey, logits, scores, boxes, frame_x, frame_y, self.mask_threshold)
+        best = int(np.argmax(self.click_start.rank(features)))
+        return logits[best], float(scores[best])
 
     def image_logits(self, low_res_logits: np.ndarray) -> np.ndarray:
         """``predict``'s low-res logits (..., L, L) brought to the current image, (..., H, W): a soft mask."""
