@@ -147,8 +147,8 @@ def test_an_installed_refiner_answers_clicks_and_a_bundle_without_one_refuses(re
 
 
 def test_the_shipped_refiner_takes_each_click_on_an_object_started_from_a_click():
-    # the spleen of the sample slice, brush off, measured (ONNX Runtime): 0.844 -> 0.885 / 0.859 / 0.918 (the
-    # third click costs: a click is not yet sure to help)
+    # the spleen of the sample slice, brush off, measured (ONNX Runtime): a first click 0.899 (started from the
+    # ranked candidate), then 0.906 / 0.930 / 0.940
     with np.load(sample_path(), allow_pickle=False) as case:
         image, truth, names = case["imgs"], case["gts"], json.loads(str(case["labels"]))
     label = [int(k) for k, v in names.items() if v == "spleen"][0]
@@ -157,7 +157,7 @@ def test_the_shipped_refiner_takes_each_click_on_an_object_started_from_a_click(
     segmenter.set_image(image)
     target = truth == label
     scores = [dice(mask, target) for mask in protocol_clicks(Correction(segmenter, use_brush=False), target, 4)]
-    assert scores[0] > 0.8 and scores[-1] > 0.9 and scores[-1] > scores[0] + 0.05
+    assert scores[0] > 0.85 and scores[-1] > 0.92 and scores[-1] > scores[0] + 0.025
 
 
 def test_one_click_segments_a_bright_disk_and_background_clicks_off_it_keep_it():
