@@ -138,6 +138,7 @@ def train(args: argparse.Namespace) -> Path:
     if any(extra.embeddings.shape[1:] != data.embeddings.shape[1:] for extra in extras):
         raise SystemExit("every --extra must hold embeddings of the same bundle as --data")
     train_rows, held_out_rows = np.flatnonzero(data.rows[:, 2] == 0), np.flatnonzero(data.rows[:, 2] == 1)
+    training_rows = {id(part): np.flatnonzero(part.rows[:, 2] == 0) for part in (data, *extras)}
     net = ClickRefinerNet(embedding_channels=data.embeddings.shape[1])
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
@@ -164,7 +165,7 @@ def train(args: argparse.Namespace) -> Path:
         source = data
         if extras and rng.random() < args.extra_share:
             source = extras[int(rng.integers(len(extras)))]
-        batch = source.batch(np.sort(rng.choice(np.flatnonzero(source.rows[:, 2] == 0), args.batch, replace=False)))
+        batch = source.batch(np.sort(rng.choice(training_rows[id(source)], args.batch, replace=False)))
         kind = rng.random()
         first_click = bool(kind < args.first_click_share)
         box_alone = bool(args.first_click_share <= kind < args.first_click_share + args.box_alone_share)
